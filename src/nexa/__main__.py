@@ -1,0 +1,3 @@
+from nexa.cli.main import main
+
+main()

@@ -1,0 +1,1 @@
+"""The `nexa` command: one module per command group."""

@@ -1,0 +1,86 @@
+"""`nexa serve`: the HTTP server."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+import uvicorn
+from rich.logging import RichHandler
+
+from nexa.cli.common import console
+from nexa.config import Settings
+from nexa.runtime import ModelManager
+from nexa.server.app import create_app
+from nexa.store import Store
+
+_FIELDS = Settings.model_fields
+
+
+def _help(field: str) -> str:
+    return f"{_FIELDS[field].description} [env: NEXA_{field.upper()}]"
+
+
+def _default(field: str) -> str:
+    info = _FIELDS[field]
+    return "all cores" if field == "threads" else ("~/.cache/nexa" if field == "datadir" else str(info.default))
+
+
+def serve(
+    host: Annotated[Optional[str], typer.Option(help=_help("host"), show_default=_default("host"))] = None,
+    port: Annotated[Optional[int], typer.Option(help=_help("port"), show_default=_default("port"))] = None,
+    ctx: Annotated[Optional[int], typer.Option(help=_help("ctx"), show_default=_default("ctx"))] = None,
+    parallel: Annotated[Optional[int], typer.Option(help=_help("parallel"), show_default=_default("parallel"))] = None,
+    threads: Annotated[Optional[int], typer.Option(help=_help("threads"), show_default=_default("threads"))] = None,
+    ngl: Annotated[Optional[int], typer.Option(help=_help("ngl"), show_default=_default("ngl"))] = None,
+    reasoning_format: Annotated[
+        Optional[str], typer.Option(help=_help("reasoning_format"), show_default=_default("reasoning_format"))
+    ] = None,
+    load_timeout: Annotated[
+        Optional[float], typer.Option(help=_help("load_timeout"), show_default=_default("load_timeout"))
+    ] = None,
+    log_level: Annotated[Optional[str], typer.Option(help=_help("log_level"), show_default=_default("log_level"))] = None,
+    data_dir: Annotated[
+        Optional[Path], typer.Option("--data-dir", help=_help("datadir"), show_default=_default("datadir"))
+    ] = None,
+) -> None:
+    """Serve the pulled models through an OpenAI-compatible API (default http://127.0.0.1:18181).
+
+    Models load on their first request. Examples:
+      nexa serve
+      nexa serve --port 8080 --ctx 8192 --parallel 2
+    """
+    flags: dict[str, Any] = dict(
+        host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
+        reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
+    )
+    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    _setup_logging(settings.log_level)
+    store = Store(settings.datadir)
+    bind_host, bind_port = settings.bind()
+    names = [m.name for m in store.list()]
+    console.print(
+        f"[bold]nexa[/] serving {len(names)} model{'s' if len(names) != 1 else ''} from {store.root} "
+        f"on [cyan]http://{bind_host}:{bind_port}[/] (API docs at /docs)"
+    )
+    if not names:
+        console.print("No models yet: run [bold]nexa starter[/] or [bold]nexa pull org/repo[/] in another terminal.")
+    app = create_app(ModelManager(store, settings))
+    uvicorn.run(
+        app, host=bind_host, port=bind_port, log_config=None, log_level=settings.log_level,
+        timeout_graceful_shutdown=10, access_log=settings.log_level == "debug",
+    )
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(name)s: %(message)s", datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per worker call is noise
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)

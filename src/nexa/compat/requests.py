@@ -1,0 +1,52 @@
+"""Turn validated API requests into engine request bodies."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexa.errors import InvalidRequest
+from nexa.server.schemas import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from nexa.store import Manifest
+
+# Our field name → llama.cpp's, where they differ.
+_RENAMED = {"repetition_penalty": "repeat_penalty"}
+# Handled here rather than passed through.
+_OWN_FIELDS = {"model", "user", "max_completion_tokens", "enable_think", "reasoning_format", "messages"}
+_REASONING = {"parsed": "deepseek", "raw": "none"}
+
+
+def _sampling_body(request: SamplingRequest) -> dict[str, Any]:
+    body = request.model_dump(exclude_none=True, exclude=_OWN_FIELDS, by_alias=True)
+    for ours, theirs in _RENAMED.items():
+        if ours in body:
+            body[theirs] = body.pop(ours)
+    if request.stream and "stream_options" not in body:
+        body["stream_options"] = {"include_usage": False}
+    return body
+
+
+def chat_body(request: ChatCompletionRequest, manifest: Manifest) -> dict[str, Any]:
+    body = _sampling_body(request)
+    max_tokens = request.max_completion_tokens or request.max_tokens
+    if max_tokens is not None:
+        body["max_tokens"] = max_tokens
+    messages = [m.model_dump(exclude_none=True) for m in request.messages]
+    if manifest.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
+        messages.insert(0, {"role": "system", "content": manifest.system_prompt})
+    body["messages"] = messages
+    if request.enable_think is not None:
+        body["chat_template_kwargs"] = {"enable_thinking": request.enable_think}
+    if request.reasoning_format is not None:
+        body["reasoning_format"] = _REASONING[request.reasoning_format]
+    return body
+
+
+def completion_body(request: CompletionRequest) -> dict[str, Any]:
+    if request.echo:
+        raise InvalidRequest("echo is not supported; leave it unset or false", param="echo")
+    if request.suffix:
+        raise InvalidRequest("suffix (fill-in-the-middle) is not supported; leave it unset", param="suffix")
+    body = _sampling_body(request)
+    body.pop("echo", None)
+    body.pop("suffix", None)
+    return body

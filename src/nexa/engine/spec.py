@@ -1,0 +1,24 @@
+"""What a worker needs to start a model: built by the router, read by the worker process."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from nexa.store.manifest import ModelType
+
+
+class WorkerSpec(BaseModel):
+    """Sent to the worker on stdin (never argv, which other users can read: it carries the API key)."""
+
+    model_path: str = Field(description="GGUF to load; the first shard of a split model.")
+    mmproj_path: str | None = None
+    model_type: ModelType
+    alias: str = Field(description="Name the engine reports as `model`; the router rewrites it per request.")
+    ctx: int = Field(ge=64, description="Context tokens per slot.")
+    parallel: int = Field(ge=1)
+    threads: int = Field(ge=1)
+    ngl: int = -1
+    reasoning_format: Literal["parsed", "raw"] = "parsed"
+    api_key: str

@@ -1,0 +1,49 @@
+"""Every error nexa raises on purpose.
+
+    NexaError                 the root; its message is shown to the user as is
+    ├── InvalidRequest        the request is wrong (HTTP 400)
+    ├── ModelNotFound         the model is not in the store (HTTP 404)
+    ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
+    ├── Overloaded            no capacity to load or serve now (HTTP 503)
+    ├── WorkerCrashed         the worker died while serving a request (HTTP 502)
+    └── StoreError            the local store is missing or inconsistent
+
+The HTTP mapping lives in one table, `nexa.server.errors`; the CLI renders the
+same messages. Every message says what to do next.
+"""
+
+from __future__ import annotations
+
+
+class NexaError(Exception):
+    """Root of nexa's errors."""
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+class InvalidRequest(NexaError):
+    """The client sent something nexa cannot serve."""
+
+
+class ModelNotFound(NexaError):
+    """The requested model is not pulled."""
+
+
+class ModelLoadFailed(NexaError):
+    """The worker for a model did not start."""
+
+
+class Overloaded(NexaError):
+    """Serving the request would exceed a configured limit."""
+
+
+class WorkerCrashed(NexaError):
+    """The worker process died or stopped answering mid-request."""
+
+
+class StoreError(NexaError):
+    """The model store cannot do what was asked."""

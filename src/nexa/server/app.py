@@ -1,0 +1,61 @@
+"""The FastAPI application factory: no module state; everything comes from its arguments."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+
+from nexa import __version__
+from nexa.runtime import ModelManager
+from nexa.server import errors
+from nexa.server.body import JSONBodyByDefault
+from nexa.server.routes import generate, health, models
+from nexa.server.schemas import ChatCompletionChunk
+
+
+def create_app(manager: ModelManager) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Generations can run for minutes: no read timeout; idle connections expire
+        # before llama.cpp's own 5 s keep-alive does.
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=4.0)
+        timeout = httpx.Timeout(None, connect=5.0)
+        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+            app.state.worker_client = client
+            try:
+                yield
+            finally:
+                await manager.close()
+
+    app = FastAPI(
+        title="nexa",
+        version=__version__,
+        description="Local models behind an OpenAI-compatible API.",
+        lifespan=lifespan,
+    )
+    app.state.manager = manager
+    errors.install(app)
+    app.add_middleware(JSONBodyByDefault)
+    for module in (health, models, generate):
+        app.include_router(module.router)
+    _document_stream_chunk(app)
+    return app
+
+
+def _document_stream_chunk(app: FastAPI) -> None:
+    """Streamed chunks are no response_model, so their schema joins /openapi.json here."""
+    build = app.openapi
+
+    def openapi() -> dict:
+        if not app.openapi_schema:
+            schema = build()
+            chunk = ChatCompletionChunk.model_json_schema(ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(chunk.pop("$defs", {}))
+            components[ChatCompletionChunk.__name__] = chunk
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,103 @@
+"""The one mapping from errors to HTTP responses, all in OpenAI's shape:
+{"error": {"message", "type", "param", "code"}}."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from nexa.errors import (
+    InvalidRequest,
+    ModelLoadFailed,
+    ModelNotFound,
+    NexaError,
+    Overloaded,
+    StoreError,
+    WorkerCrashed,
+)
+
+log = logging.getLogger("nexa.server")
+
+# class → (HTTP status, OpenAI error type); the first matching class in MRO order wins.
+STATUS: dict[type[NexaError], tuple[int, str]] = {
+    InvalidRequest: (400, "invalid_request_error"),
+    ModelNotFound: (404, "not_found_error"),
+    ModelLoadFailed: (503, "model_load_error"),
+    Overloaded: (503, "overloaded_error"),
+    WorkerCrashed: (503, "worker_error"),
+    StoreError: (500, "store_error"),
+}
+
+_HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+               405: "invalid_request_error", 413: "request_too_large", 429: "rate_limit_error"}
+
+
+def error_body(message: str, type_: str, param: str | None = None, code: str | int | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": None if code is None else str(code)}}
+
+
+def error_response(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, type_, param, code), status_code=status)
+
+
+def nexa_error_response(exc: NexaError) -> JSONResponse:
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            status, type_ = STATUS[cls]
+            break
+    else:
+        status, type_ = 500, "server_error"
+    return error_response(status, exc.message, type_, exc.param, exc.code)
+
+
+def _field_path(loc: tuple) -> str:
+    parts = [str(p) for p in loc if p != "body"]
+    # Drop pydantic's union-branch labels such as 'str' or 'list[...]'.
+    return ".".join(p for p in parts if not ("[" in p or p in {"str", "int", "float", "bool", "function-after"}))
+
+
+def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
+    errors = exc.errors()
+    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    if first.get("type") == "json_invalid":
+        return f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}); send a JSON object", None
+    field = _field_path(tuple(first.get("loc", ())))
+    if first.get("type") == "missing":
+        if not field:
+            return "the request has no body; send a JSON object with Content-Type: application/json", None
+        return f"'{field}' is required", field
+    more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+    where = f"'{field}'" if field else "the request body"
+    return f"{where}: {first.get('msg', 'invalid value')}{more}", field or None
+
+
+def install(app: FastAPI) -> None:
+    """Make every error the app can produce OpenAI-shaped, 404s and validation errors included."""
+
+    @app.exception_handler(NexaError)
+    async def _nexa(request: Request, exc: NexaError) -> JSONResponse:
+        log.info("%s %s -> %s", request.method, request.url.path, exc.message)
+        return nexa_error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message, param = validation_message(exc)
+        return error_response(400, message, "invalid_request_error", param, "invalid_request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+        if exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+        return error_response(exc.status_code, message, _HTTP_TYPES.get(exc.status_code, "invalid_request_error"))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return error_response(500, "internal server error; the server log has details", "server_error")

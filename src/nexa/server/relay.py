@@ -1,0 +1,106 @@
+"""Relay a request to a model's worker and its answer back, JSON or server-sent events.
+
+The worker is llama.cpp's own server; its bodies are already OpenAI-shaped, so the
+router passes bytes through and only renames `model` to what the client asked for.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from nexa.errors import WorkerCrashed
+from nexa.runtime import Lease
+from nexa.server.errors import error_body, error_response
+
+log = logging.getLogger("nexa.relay")
+
+_HINTS = {
+    "exceed_context_size_error": "; shorten the prompt or lower max_tokens, or start nexa serve with a larger --ctx",
+}
+
+
+class ModelRenamer:
+    """Replaces the engine's `"model":"<alias>"` with the client's name. Content strings are
+    JSON-escaped, so the unescaped pattern can only be the `model` key itself."""
+
+    def __init__(self, alias: str, requested: str):
+        self._old = b'"model":' + json.dumps(alias).encode()
+        self._new = b'"model":' + json.dumps(requested).encode()
+
+    def __call__(self, data: bytes) -> bytes:
+        return data.replace(self._old, self._new, 1)
+
+
+def engine_error(status: int, content: bytes) -> JSONResponse:
+    """The engine's error as ours: same status, OpenAI shape, a hint where we have one."""
+    try:
+        detail = json.loads(content)["error"]
+        message, type_ = str(detail.get("message", "engine error")), str(detail.get("type", "server_error"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, type_ = content.decode(errors="replace")[:500] or "engine error", "server_error"
+    if status < 500:
+        type_ = type_ if type_.endswith("_error") else "invalid_request_error"
+    return error_response(status, message + _HINTS.get(type_, ""), type_, code=type_)
+
+
+def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
+    return WorkerCrashed(
+        f"the worker for '{lease.model.id}' stopped while answering ({exc.__class__.__name__}); retry the request",
+        code="worker_crashed",
+    )
+
+
+async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
+    """Send a non-streaming request; the lease is released when the answer is in."""
+    try:
+        response = await client.post(lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+    except httpx.HTTPError as exc:
+        raise _crashed(lease, exc) from exc
+    finally:
+        lease.release()
+    if response.status_code >= 400:
+        return engine_error(response.status_code, response.content)
+    rename = ModelRenamer(lease.model.id, requested)
+    return Response(rename(response.content), media_type="application/json")
+
+
+async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
+    """Open a streaming request. Errors before the first byte are plain HTTP errors; after it,
+    a final `data: {"error": ...}` event. Closing the client's connection cancels the generation."""
+    request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+    try:
+        upstream = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        lease.release()
+        raise _crashed(lease, exc) from exc
+    if upstream.status_code >= 400:
+        content = await upstream.aread()
+        await upstream.aclose()
+        lease.release()
+        return engine_error(upstream.status_code, content)
+    rename = ModelRenamer(lease.model.id, requested)
+    return StreamingResponse(
+        _events(upstream, lease, rename),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def _events(upstream: httpx.Response, lease: Lease, rename: ModelRenamer) -> AsyncIterator[bytes]:
+    try:
+        async for line in upstream.aiter_lines():
+            if line:
+                yield rename(line.encode()) + b"\n\n"
+    except httpx.HTTPError as exc:
+        crashed = _crashed(lease, exc)
+        log.warning("%s", crashed.message)
+        yield b"data: " + json.dumps(error_body(crashed.message, "worker_error", code=crashed.code)).encode() + b"\n\n"
+    finally:
+        await upstream.aclose()
+        lease.release()

@@ -1,0 +1,47 @@
+"""POST /v1/chat/completions and /v1/completions: text generation, streamed or not."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from nexa.compat.requests import chat_body, completion_body
+from nexa.server.deps import Manager, WorkerClient
+from nexa.server.relay import post_json, post_stream
+from nexa.server.schemas import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
+    ErrorResponse,
+)
+
+router = APIRouter(tags=["generation"])
+
+_ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
+
+
+def _responses(model: type, chunk: type | None = None) -> dict:
+    ok: dict = {"model": model, "description": "The completion, or server-sent events when `stream` is true."}
+    if chunk is not None:
+        ok["content"] = {"text/event-stream": {"schema": {"$ref": f"#/components/schemas/{chunk.__name__}"}}}
+    return {200: ok, **_ERRORS}
+
+
+@router.post("/v1/chat/completions", responses=_responses(ChatCompletion, ChatCompletionChunk), response_model=None)
+async def chat_completions(request: ChatCompletionRequest, manager: Manager, client: WorkerClient) -> Response:
+    manifest, quant = manager.resolve(request.model)
+    body = chat_body(request, manifest)
+    lease = await manager.acquire(manifest, quant)
+    relay = post_stream if request.stream else post_json
+    return await relay(client, lease, "/v1/chat/completions", body, request.model)
+
+
+@router.post("/v1/completions", responses=_responses(Completion), response_model=None)
+async def completions(request: CompletionRequest, manager: Manager, client: WorkerClient) -> Response:
+    manifest, quant = manager.resolve(request.model)
+    body = completion_body(request)
+    lease = await manager.acquire(manifest, quant)
+    relay = post_stream if request.stream else post_json
+    return await relay(client, lease, "/v1/completions", body, request.model)

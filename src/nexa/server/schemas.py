@@ -1,0 +1,278 @@
+"""Every request and response body of the HTTP API, as pydantic models (so /docs is the real API).
+
+Sampling fields are defined once as Annotated aliases and shared by chat and
+text completions. Unknown fields are ignored, as OpenAI clients send new ones.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# ---------------------------------------------------------------- shared fields
+
+Temperature = Annotated[float | None, Field(None, ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
+TopP = Annotated[float | None, Field(None, ge=0, le=1, description="Nucleus sampling probability mass.")]
+TopK = Annotated[int | None, Field(None, ge=0, le=100_000, description="Sample from the k most likely tokens; 0 disables.")]
+MinP = Annotated[float | None, Field(None, ge=0, le=1, description="Drop tokens below min_p times the top probability.")]
+Seed = Annotated[int | None, Field(None, ge=-(2**63), le=2**64 - 1, description="Seed for reproducible sampling.")]
+Stop = Annotated[
+    str | list[str] | None, Field(None, description="Up to 16 sequences where generation stops.", max_length=16)
+]
+MaxTokens = Annotated[int | None, Field(None, ge=1, le=10_000_000, description="Most tokens to generate.")]
+Penalty = Annotated[float | None, Field(None, ge=-2, le=2, description="OpenAI presence/frequency penalty.")]
+RepetitionPenalty = Annotated[
+    float | None, Field(None, ge=0, le=10, description="llama.cpp repeat penalty; 1.0 disables.")
+]
+LogitBias = Annotated[
+    dict[str, Annotated[float, Field(ge=-100, le=100)]] | None,
+    Field(None, description="Token id (as a string) to a bias added to its logit."),
+]
+N = Annotated[int | None, Field(None, ge=1, le=1, description="Number of choices; only 1 is supported.")]
+Stream = Annotated[bool, Field(False, description="Send server-sent events as tokens are generated.")]
+
+
+class StrictBase(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False)
+
+
+class StreamOptions(StrictBase):
+    include_usage: bool = Field(False, description="Send a last chunk with token usage.")
+
+
+class SamplingRequest(StrictBase):
+    """Fields shared by chat and text completions."""
+
+    model: str = Field(description="Store name: org/repo or org/repo:QUANT (case-insensitive quant).")
+    stream: Stream
+    stream_options: StreamOptions | None = None
+    temperature: Temperature
+    top_p: TopP
+    top_k: TopK
+    min_p: MinP
+    seed: Seed
+    stop: Stop
+    max_tokens: MaxTokens
+    presence_penalty: Penalty
+    frequency_penalty: Penalty
+    repetition_penalty: RepetitionPenalty
+    logit_bias: LogitBias
+    n: N
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+
+
+# ---------------------------------------------------------------- chat messages
+
+
+class TextPart(StrictBase):
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(StrictBase):
+    url: str = Field(description="data: URI, http(s) URL, or a path on the server.")
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(StrictBase):
+    type: Literal["image_url"]
+    image_url: ImageURL | str = Field(description="OpenAI's {url} object, or (Nexa form) the URL or path itself.")
+
+
+class InputAudio(StrictBase):
+    data: str = Field(description="Base64 audio bytes.")
+    format: Literal["wav", "mp3", "flac"] = "wav"
+
+
+class AudioPart(StrictBase):
+    type: Literal["input_audio"]
+    input_audio: InputAudio | str = Field(description="OpenAI's {data, format}, or (Nexa form) a path or data URI.")
+
+
+ContentPart = Annotated[Union[TextPart, ImagePart, AudioPart], Field(discriminator="type")]
+
+
+class FunctionCall(StrictBase):
+    name: str
+    arguments: str = Field(description="JSON-encoded arguments.")
+
+
+class ToolCall(StrictBase):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class ChatMessage(StrictBase):
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
+    reasoning_content: str | None = None
+
+
+class FunctionDefinition(StrictBase):
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(StrictBase):
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+class NamedFunction(StrictBase):
+    name: str
+
+
+class NamedToolChoice(StrictBase):
+    type: Literal["function"] = "function"
+    function: NamedFunction
+
+
+class JSONSchemaFormat(StrictBase):
+    name: str = "response"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(StrictBase):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JSONSchemaFormat | None = None
+
+
+class ChatCompletionRequest(SamplingRequest):
+    """OpenAI's chat completion request, plus the Nexa fields `enable_think` and `reasoning_format`."""
+
+    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    max_completion_tokens: MaxTokens
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    response_format: ResponseFormat | None = None
+    enable_think: bool | None = Field(None, description="Nexa: let reasoning models think (default true).")
+    reasoning_format: Literal["parsed", "raw"] | None = Field(
+        None, description="Nexa: 'parsed' puts <think> text in reasoning_content, 'raw' leaves it in content."
+    )
+
+
+class CompletionRequest(SamplingRequest):
+    """OpenAI's (legacy) text completion request."""
+
+    prompt: str | list[str] = Field(description="The text to continue.")
+    logprobs: int | None = Field(None, ge=0, le=20, description="Return this many top log probabilities.")
+    echo: bool | None = Field(None, description="Not supported; must be false.")
+    suffix: str | None = Field(None, description="Not supported.")
+
+
+# ---------------------------------------------------------------- responses
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int = 0
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[ToolCall] | None = None
+
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: AssistantMessage
+    finish_reason: FinishReason | None
+    logprobs: dict[str, Any] | None = None
+
+
+class ChatCompletion(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+
+
+class ChunkDelta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+    reasoning_content: str | None = None
+    tool_calls: list[dict[str, Any]] | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int
+    delta: ChunkDelta
+    finish_reason: FinishReason | None = None
+
+
+class ChatCompletionChunk(BaseModel):
+    """One `data:` event of a streamed chat completion; the stream ends with `data: [DONE]`."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: FinishReason | None
+    logprobs: dict[str, Any] | None = None
+
+
+class Completion(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+
+
+class ModelCard(BaseModel):
+    id: str = Field(description="org/repo:QUANT, usable as `model` in requests.")
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    type: str = Field(description="llm, vlm, embedder or reranker.")
+    quant: str
+    size: int = Field(description="Bytes of weights (model + projector).")
+    loaded: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"

@@ -1,0 +1,34 @@
+"""Model names as users write them: `org/repo` or `org/repo:QUANT`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from nexa.errors import InvalidRequest
+
+_HF_URL = re.compile(r"^https?://(?:www\.)?huggingface\.co/", re.IGNORECASE)
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A parsed model name; `quant` is upper case or None for 'the default quant'."""
+
+    repo: str
+    quant: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ModelRef:
+        name = _HF_URL.sub("", text.strip()).strip("/")
+        repo, _, quant = name.partition(":")
+        parts = repo.split("/")
+        if len(parts) != 2 or not all(_PART.match(p) and ".." not in p for p in parts):
+            raise InvalidRequest(
+                f"'{text}' is not a model name; use org/repo or org/repo:QUANT, e.g. ggml-org/Qwen3-1.7B-GGUF:Q4_K_M",
+                param="model",
+            )
+        return cls(repo=repo, quant=quant.upper() or None)
+
+    def __str__(self) -> str:
+        return f"{self.repo}:{self.quant}" if self.quant else self.repo

@@ -1,0 +1,136 @@
+"""Shared fixtures: tiny generated models, the real starter model (cached), one nexa server per session."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from nexa.hub.starter import STARTER_NAME, fetch_starter
+from nexa.store import ModelRef, ModelType, Store
+from nexa.store.importer import import_local
+from tests.fixtures.tiny_models import make_all
+
+# Tiny models imported into the session store: name -> (files, type or None to detect).
+TINY = {
+    "test/qwen3-text": (["qwen3-script-text.gguf"], None),
+    "test/llama-text": (["llama-script-text.gguf"], None),
+    "test/qwen3-random": (["qwen3-random.gguf"], None),
+}
+
+
+def test_cache() -> Path:
+    """Downloads kept between runs (CI caches this folder): NEXA_TEST_CACHE or ~/.cache/nexa-test."""
+    return Path(os.environ.get("NEXA_TEST_CACHE", Path.home() / ".cache" / "nexa-test"))
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("tiny")
+    make_all(str(out))
+    return out
+
+
+def import_tiny(store: Store, tiny_dir: Path, name: str, files: list[str], model_type: ModelType | None) -> None:
+    folder = tiny_dir / name.replace("/", "__")
+    folder.mkdir(exist_ok=True)
+    for file in files:
+        link = folder / file
+        if not link.exists():
+            link.symlink_to(tiny_dir / file)
+    import_local(store, ModelRef.parse(name), folder, model_type)
+
+
+@pytest.fixture(scope="session")
+def session_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store:
+    store = Store(tmp_path_factory.mktemp("datadir"))
+    for name, (files, model_type) in TINY.items():
+        import_tiny(store, tiny_dir, name, files, model_type)
+    fetch_starter(store, test_cache() / "wheels")
+    return store
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """`nexa serve` in a subprocess, as a user runs it."""
+
+    def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None):
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        environ = {**os.environ, "NEXA_DATADIR": str(datadir), "NEXA_THREADS": "1", **(env or {})}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "nexa", "serve", "--port", str(self.port), "--parallel", "2", "--ctx", "1024", *args],
+            env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        self._wait_healthy()
+
+    def _wait_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"nexa serve exited early:\n{self.process.stdout.read()}")
+            try:
+                if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        raise RuntimeError("nexa serve did not become healthy")
+
+    def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        code = self.process.wait(timeout)
+        self.output = self.process.stdout.read()
+        return code
+
+
+def worker_pids(datadir: Path) -> list[int]:
+    """Live worker processes started for the store at `datadir` (found by their inherited NEXA_DATADIR)."""
+    needle = f"NEXA_DATADIR={datadir}".encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"nexa.engine.worker" in (proc / "cmdline").read_bytes() and needle in (proc / "environ").read_bytes().split(b"\0"):
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+@pytest.fixture(scope="session")
+def server(session_store: Store) -> Iterator[ServerProcess]:
+    process = ServerProcess(session_store.root)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def http(server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server.base_url, timeout=60) as http_client:
+        yield http_client
+
+
+@pytest.fixture(scope="session")
+def starter_name() -> str:
+    return STARTER_NAME
