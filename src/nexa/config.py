@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18181
+DEFAULT_MAX_BODY = 32 * 1024 * 1024  # a few base64 images
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def default_datadir() -> Path:
@@ -25,7 +28,7 @@ def default_threads() -> int:
 class Settings(BaseSettings):
     """How `nexa serve` runs. Every field has a NEXA_<FIELD> environment variable."""
 
-    model_config = SettingsConfigDict(env_prefix="NEXA_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NEXA_", extra="ignore", populate_by_name=True)
 
     host: str = Field(DEFAULT_HOST, description="Address to bind; HOST or HOST:PORT.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to bind.")
@@ -39,6 +42,33 @@ class Settings(BaseSettings):
     )
     load_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a model to load.")
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+    # Security (see README "Security"). List fields read comma-separated environment variables.
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, validation_alias="NEXA_API_KEY",
+        description="API key clients must send as 'Authorization: Bearer KEY'; repeat for several.",
+    )
+    origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins allowed by CORS (default: localhost ones only); '*' allows any.",
+    )
+    max_body: int = Field(DEFAULT_MAX_BODY, ge=1024, description="Largest request body in bytes; larger ones get 413.")
+    media_root: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Folder whose files requests may name as media when not bound to loopback; repeatable.",
+    )
+    allow_private_urls: bool = Field(
+        False, description="Let requests fetch media from loopback, link-local and private network addresses."
+    )
+
+    @field_validator("api_keys", "origins", mode="before")
+    @classmethod
+    def _split_commas(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("media_root", mode="before")
+    @classmethod
+    def _split_paths(cls, value: Any) -> Any:
+        return [part for part in value.split(os.pathsep) if part] if isinstance(value, str) else value
 
     @field_validator("host")
     @classmethod
@@ -51,3 +81,16 @@ class Settings(BaseSettings):
         if sep and port.isdigit() and not host.endswith(":"):
             return host.strip("[]"), int(port)
         return self.host.strip("[]"), self.port
+
+    def loopback(self) -> bool:
+        """Whether only this machine can reach the server (what the default security policy relies on)."""
+        return is_loopback(self.bind()[0])
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -19,13 +19,19 @@ from nexa.store import Store
 _FIELDS = Settings.model_fields
 
 
+_SHOWN_DEFAULTS = {
+    "threads": "all cores", "datadir": "~/.cache/nexa", "api_keys": "none", "origins": "localhost origins",
+    "max_body": "32 MiB", "media_root": "none",
+}
+
+
 def _help(field: str) -> str:
-    return f"{_FIELDS[field].description} [env: NEXA_{field.upper()}]"
+    env = _FIELDS[field].validation_alias or f"NEXA_{field.upper()}"
+    return f"{_FIELDS[field].description} [env: {env}]"
 
 
 def _default(field: str) -> str:
-    info = _FIELDS[field]
-    return "all cores" if field == "threads" else ("~/.cache/nexa" if field == "datadir" else str(info.default))
+    return _SHOWN_DEFAULTS.get(field) or str(_FIELDS[field].default)
 
 
 def serve(
@@ -45,16 +51,32 @@ def serve(
     data_dir: Annotated[
         Optional[Path], typer.Option("--data-dir", help=_help("datadir"), show_default=_default("datadir"))
     ] = None,
+    api_key: Annotated[
+        Optional[list[str]], typer.Option("--api-key", help=_help("api_keys"), show_default=_default("api_keys"))
+    ] = None,
+    origins: Annotated[
+        Optional[list[str]], typer.Option(help=_help("origins") + " Repeatable.", show_default=_default("origins"))
+    ] = None,
+    max_body: Annotated[Optional[int], typer.Option(help=_help("max_body"), show_default=_default("max_body"))] = None,
+    media_root: Annotated[
+        Optional[list[Path]], typer.Option(help=_help("media_root"), show_default=_default("media_root"))
+    ] = None,
+    allow_private_urls: Annotated[
+        Optional[bool], typer.Option("--allow-private-urls", help=_help("allow_private_urls"), show_default=False)
+    ] = None,
 ) -> None:
     """Serve the pulled models through an OpenAI-compatible API (default http://127.0.0.1:18181).
 
     Models load on their first request. Examples:
       nexa serve
       nexa serve --port 8080 --ctx 8192 --parallel 2
+      nexa serve --host 0.0.0.0 --api-key "$(openssl rand -hex 24)" --media-root ~/pictures
     """
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
+        api_keys=api_key, origins=origins, max_body=max_body, media_root=media_root,
+        allow_private_urls=allow_private_urls,
     )
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     _setup_logging(settings.log_level)
@@ -65,6 +87,12 @@ def serve(
         f"[bold]nexa[/] serving {len(names)} model{'s' if len(names) != 1 else ''} from {store.root} "
         f"on [cyan]http://{bind_host}:{bind_port}[/] (API docs at /docs)"
     )
+    if not settings.loopback() and not settings.api_keys:
+        console.print(
+            f"[bold yellow]Warning:[/] {bind_host} is reachable from other machines and no API key is set: "
+            "anyone on the network can use these models. Start with --api-key KEY (or NEXA_API_KEY), "
+            "or bind to 127.0.0.1."
+        )
     if not names:
         console.print("No models yet: run [bold]nexa starter[/] or [bold]nexa pull org/repo[/] in another terminal.")
     app = create_app(ModelManager(store, settings))

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from nexa import __version__
 from nexa.runtime import ModelManager
-from nexa.server import errors
+from nexa.server import errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.routes import generate, health, models
 from nexa.server.schemas import ChatCompletionChunk
@@ -39,6 +39,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     app.state.manager = manager
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
+    security.install(app, manager.settings)
     for module in (health, models, generate):
         app.include_router(module.router)
     _document_stream_chunk(app)
