@@ -11,12 +11,15 @@ from nexa.store import Manifest
 # Our field name → llama.cpp's, where they differ.
 _RENAMED = {"repetition_penalty": "repeat_penalty"}
 # Handled here rather than passed through.
-_OWN_FIELDS = {"model", "user", "max_completion_tokens", "enable_think", "reasoning_format", "messages"}
+_OWN_FIELDS = {"model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages"}
 _REASONING = {"parsed": "deepseek", "raw": "none"}
 
 
-def _sampling_body(request: SamplingRequest) -> dict[str, Any]:
+def _sampling_body(request: SamplingRequest, max_tokens: int | None, ctx: int) -> dict[str, Any]:
+    """`ctx` is a slot's context: no reply can be longer, so a larger max_tokens is clamped to it."""
     body = request.model_dump(exclude_none=True, exclude=_OWN_FIELDS, by_alias=True)
+    if max_tokens is not None:
+        body["max_tokens"] = min(max_tokens, ctx)
     for ours, theirs in _RENAMED.items():
         if ours in body:
             body[theirs] = body.pop(ours)
@@ -25,11 +28,8 @@ def _sampling_body(request: SamplingRequest) -> dict[str, Any]:
     return body
 
 
-def chat_body(request: ChatCompletionRequest, manifest: Manifest) -> dict[str, Any]:
-    body = _sampling_body(request)
-    max_tokens = request.max_completion_tokens or request.max_tokens
-    if max_tokens is not None:
-        body["max_tokens"] = max_tokens
+def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> dict[str, Any]:
+    body = _sampling_body(request, request.max_completion_tokens or request.max_tokens, ctx)
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if manifest.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
         messages.insert(0, {"role": "system", "content": manifest.system_prompt})
@@ -41,12 +41,12 @@ def chat_body(request: ChatCompletionRequest, manifest: Manifest) -> dict[str, A
     return body
 
 
-def completion_body(request: CompletionRequest) -> dict[str, Any]:
+def completion_body(request: CompletionRequest, ctx: int) -> dict[str, Any]:
     if request.echo:
         raise InvalidRequest("echo is not supported; leave it unset or false", param="echo")
     if request.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported; leave it unset", param="suffix")
-    body = _sampling_body(request)
+    body = _sampling_body(request, request.max_tokens, ctx)
     body.pop("echo", None)
     body.pop("suffix", None)
     return body

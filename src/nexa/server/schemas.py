@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Per-request limits: far above real use, low enough that no request can tie up the server.
+MAX_MESSAGES = 4096
+MAX_PARTS = 256  # content parts in one message
+MAX_MEDIA = 16  # images and audio clips in one request
+MAX_PROMPTS = 64
+MAX_TOOLS = 128  # OpenAI's own limit
 
 # ---------------------------------------------------------------- shared fields
 
@@ -106,7 +113,7 @@ class ToolCall(StrictBase):
 
 class ChatMessage(StrictBase):
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
@@ -149,11 +156,11 @@ class ResponseFormat(StrictBase):
 class ChatCompletionRequest(SamplingRequest):
     """OpenAI's chat completion request, plus the Nexa fields `enable_think` and `reasoning_format`."""
 
-    messages: list[ChatMessage] = Field(min_length=1, description="The conversation so far.")
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The conversation so far.")
     max_completion_tokens: MaxTokens
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
-    tools: list[Tool] | None = None
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     response_format: ResponseFormat | None = None
@@ -162,11 +169,23 @@ class ChatCompletionRequest(SamplingRequest):
         None, description="Nexa: 'parsed' puts <think> text in reasoning_content, 'raw' leaves it in content."
     )
 
+    @field_validator("messages")
+    @classmethod
+    def _limit_media(cls, messages: list[ChatMessage]) -> list[ChatMessage]:
+        media = sum(
+            1 for m in messages if isinstance(m.content, list) for part in m.content if not isinstance(part, TextPart)
+        )
+        if media > MAX_MEDIA:
+            raise ValueError(f"{media} images or audio clips in one request; send at most {MAX_MEDIA}")
+        return messages
+
 
 class CompletionRequest(SamplingRequest):
     """OpenAI's (legacy) text completion request."""
 
-    prompt: str | list[str] = Field(description="The text to continue.")
+    prompt: str | Annotated[list[str], Field(min_length=1, max_length=MAX_PROMPTS)] = Field(
+        description="The text to continue."
+    )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return this many top log probabilities.")
     echo: bool | None = Field(None, description="Not supported; must be false.")
     suffix: str | None = Field(None, description="Not supported.")

@@ -32,7 +32,7 @@ def _responses(model: type, chunk: type | None = None) -> dict:
 @router.post("/v1/chat/completions", responses=_responses(ChatCompletion, ChatCompletionChunk), response_model=None)
 async def chat_completions(request: ChatCompletionRequest, manager: Manager, client: WorkerClient) -> Response:
     manifest, quant = manager.resolve(request.model)
-    body = chat_body(request, manifest)
+    body = chat_body(request, manifest, manager.settings.ctx)
     lease = await manager.acquire(manifest, quant)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/chat/completions", body, request.model)
@@ -41,7 +41,7 @@ async def chat_completions(request: ChatCompletionRequest, manager: Manager, cli
 @router.post("/v1/completions", responses=_responses(Completion), response_model=None)
 async def completions(request: CompletionRequest, manager: Manager, client: WorkerClient) -> Response:
     manifest, quant = manager.resolve(request.model)
-    body = completion_body(request)
+    body = completion_body(request, manager.settings.ctx)
     lease = await manager.acquire(manifest, quant)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/completions", body, request.model)
