@@ -2,11 +2,13 @@
 
     NexaError                 the root; its message is shown to the user as is
     ├── InvalidRequest        the request is wrong (HTTP 400)
+    ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
     ├── ModelNotFound         the model is not in the store (HTTP 404)
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
     ├── WorkerCrashed         the worker died while serving a request (HTTP 502)
-    └── StoreError            the local store is missing or inconsistent
+    ├── StoreError            the local store is missing or inconsistent
+    └── HubError              Hugging Face refused or failed a pull (CLI only)
 
 The HTTP mapping lives in one table, `nexa.server.errors`; the CLI renders the
 same messages. Every message says what to do next.
@@ -29,6 +31,10 @@ class InvalidRequest(NexaError):
     """The client sent something nexa cannot serve."""
 
 
+class Forbidden(NexaError):
+    """The request is well formed but reaches past what the server allows (files, private addresses)."""
+
+
 class ModelNotFound(NexaError):
     """The requested model is not pulled."""
 
@@ -47,3 +53,7 @@ class WorkerCrashed(NexaError):
 
 class StoreError(NexaError):
     """The model store cannot do what was asked."""
+
+
+class HubError(NexaError):
+    """Hugging Face could not give us a model: missing or gated repo, no GGUF, a failed or corrupt download."""

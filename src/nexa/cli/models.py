@@ -1,4 +1,4 @@
-"""Store commands: pull, starter, list, remove."""
+"""Store commands: starter, list, show, remove, clean (pull lives in cli/pull.py)."""
 
 from __future__ import annotations
 
@@ -8,39 +8,12 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
+from nexa.cli import pull as pull_command
 from nexa.cli.common import DataDirOpt, console, human_size, open_store, wheel_cache
-from nexa.errors import NexaError
+from nexa.errors import ModelNotFound
 from nexa.hub.starter import STARTER_NAME, fetch_starter
-from nexa.store import ModelRef, ModelType
-from nexa.store.importer import import_local
-
-ModelTypeOpt = Annotated[
-    Optional[ModelType],
-    typer.Option("--model-type", "-t", help="llm, vlm, embedder or reranker; detected from the GGUF when omitted."),
-]
-
-
-def pull(
-    name: Annotated[str, typer.Argument(help="org/repo or org/repo:QUANT, as on Hugging Face.")],
-    local_path: Annotated[
-        Optional[Path], typer.Option("--local-path", help="Import a .gguf file or a folder of them, without copying.")
-    ] = None,
-    model_type: ModelTypeOpt = None,
-    data_dir: DataDirOpt = None,
-) -> None:
-    """Get a model into the store.
-
-    Examples:
-      nexa pull my-org/my-model --local-path ~/models/my-model-Q4_K_M.gguf
-      nexa pull my-org/embedder --local-path ./embedder/ --model-type embedder
-    """
-    ref = ModelRef.parse(name)
-    store = open_store(data_dir)
-    if local_path is None:
-        raise NexaError(f"give --local-path to import {ref} from disk")
-    manifest = import_local(store, ref, local_path, model_type)
-    quants = ", ".join(sorted(manifest.quants))
-    console.print(f"[green]✓[/] {manifest.name} ({manifest.model_type.value}; {quants}) imported from {local_path}")
+from nexa.store import Manifest, ModelRef
+from nexa.store.gguf_meta import GGUFInfo, read_info
 
 
 def starter(data_dir: DataDirOpt = None) -> None:
@@ -59,12 +32,68 @@ def list_models(data_dir: DataDirOpt = None) -> None:
     if not manifests:
         console.print("No models yet. Try: nexa starter, or nexa pull org/repo")
         return
-    table = Table("NAME", "TYPE", "QUANTS", "SIZE", "SOURCE")
+    table = Table("NAME", "TYPE", "QUANTS", "SIZE ON DISK", "SOURCE")
     for manifest in manifests:
         quants = ", ".join(sorted(manifest.quants))
-        total = sum(f.size for f in manifest.files())
-        table.add_row(manifest.name, manifest.model_type.value, quants, human_size(total), manifest.source)
+        table.add_row(manifest.name, manifest.model_type.value, quants, human_size(store.size_on_disk(manifest)),
+                      manifest.source)
     console.print(table)
+
+
+def show(
+    name: Annotated[str, typer.Argument(help="org/repo, or org/repo:QUANT for one quant's metadata.")],
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Show a model's manifest and what its GGUF header says (architecture, parameters, context...)."""
+    store = open_store(data_dir)
+    manifest, quant = store.resolve(ModelRef.parse(name))
+    folder = store.model_dir(manifest.name)
+    path = manifest.quants[quant].files[0].location(folder)
+    if not path.is_file():
+        raise ModelNotFound(f"{path} is missing; pull it again: nexa pull {manifest.name}:{quant}")
+    info = read_info(path)
+    table = Table(show_header=False, box=None)
+    for key, value in _show_rows(manifest, quant, info, store.size_on_disk(manifest)):
+        table.add_row(f"[bold]{key}[/]", value)
+    console.print(table)
+
+
+def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, on_disk: int) -> list[tuple[str, str]]:
+    quants = ", ".join(f"{q} ({human_size(e.size)})" for q, e in sorted(manifest.quants.items()))
+    capabilities = _capabilities(manifest, info)
+    return [
+        ("name", manifest.name),
+        ("type", manifest.model_type.value),
+        ("quants", quants),
+        ("shown quant", quant),
+        ("architecture", info.architecture),
+        ("parameters", _count(info.parameters)),
+        ("context length", str(info.context_length or "unknown")),
+        ("chat template", "yes" if info.has_chat_template else "no"),
+        ("capabilities", capabilities),
+        ("mmproj", manifest.mmproj.name if manifest.mmproj else "none"),
+        ("size on disk", human_size(on_disk)),
+        ("source", manifest.source),
+        ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M UTC")),
+        ("files", ", ".join(f.path or f.name for f in manifest.quants[quant].files)),
+    ]
+
+
+def _capabilities(manifest: Manifest, info: GGUFInfo) -> str:
+    kind = manifest.model_type.value
+    if kind == "embedder":
+        return "embeddings"
+    if kind == "reranker":
+        return "reranking"
+    found = ["completion"] + (["chat"] if info.has_chat_template else [])
+    return ", ".join(found + (["vision"] if kind == "vlm" and manifest.mmproj else []))
+
+
+def _count(n: int) -> str:
+    for unit, scale in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f}{unit}"
+    return str(n)
 
 
 def remove(
@@ -76,10 +105,25 @@ def remove(
     console.print(f"[green]✓[/] removed {ModelRef.parse(name).repo} ({', '.join(removed)})")
 
 
+def clean(
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask first.")] = False,
+    data_dir: DataDirOpt = None,
+) -> None:
+    """Remove every model and leftover partial downloads. Files imported with --local-path stay."""
+    store = open_store(data_dir)
+    if not yes and not typer.confirm(f"Remove every model in {store.models_dir}?", default=False):
+        console.print("Nothing removed.")
+        return
+    removed = store.clean()
+    console.print(f"[green]✓[/] removed {len(removed)} model(s)" + (f": {', '.join(removed)}" if removed else ""))
+
+
 def register(app: typer.Typer) -> None:
-    app.command()(pull)
+    pull_command.register(app)
     app.command()(starter)
     app.command("list")(list_models)
     app.command("ls", hidden=True)(list_models)
     app.command()(remove)
     app.command("rm", hidden=True)(remove)
+    app.command()(show)
+    app.command()(clean)

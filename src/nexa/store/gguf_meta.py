@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,11 +46,71 @@ class GGUFInfo:
 
     def detect_type(self, has_mmproj: bool = False) -> ModelType:
         """Best guess at the model type; the user may override it."""
-        if self.pooling_type == _POOLING_RANK or self.has_classifier:
-            return ModelType.reranker
-        if self.architecture in _EMBEDDING_ARCHS or self.pooling_type:
-            return ModelType.embedder
-        return ModelType.vlm if has_mmproj else ModelType.llm
+        return detect_type(self.architecture, self.pooling_type, self.has_classifier, has_mmproj)
+
+
+def detect_type(architecture: str, pooling_type: int | None, has_classifier: bool, has_mmproj: bool) -> ModelType:
+    """A rank pooling or a classifier head means reranker; a BERT-like arch or any pooling, embedder."""
+    if pooling_type == _POOLING_RANK or has_classifier:
+        return ModelType.reranker
+    if architecture in _EMBEDDING_ARCHS or pooling_type:
+        return ModelType.embedder
+    return ModelType.vlm if has_mmproj else ModelType.llm
+
+
+# GGUF value type -> struct format for scalars; 8 is a string, 9 an array.
+_SCALARS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
+_STRING, _ARRAY = 8, 9
+
+
+def detect_type_from_prefix(data: bytes, has_mmproj: bool = False) -> ModelType | None:
+    """The model type from the first bytes of a GGUF (a ranged download), or None when they are not a GGUF.
+
+    GGUFReader needs the whole file; the keys that decide the type come first in the header, so a
+    prefix of a few MB is read key by key until it runs out.
+    """
+    kv = read_prefix_kv(data)
+    if "general.architecture" not in kv:
+        return None
+    arch = str(kv["general.architecture"])
+    return detect_type(arch, kv.get(f"{arch}.pooling_type"), f"{arch}.classifier.output_labels" in kv, has_mmproj)
+
+
+def read_prefix_kv(data: bytes) -> dict[str, Any]:
+    """Header keys of a possibly truncated GGUF: scalars and strings as values, arrays as their length."""
+    if data[:4] != b"GGUF" or len(data) < 24:
+        return {}
+    kv_count = struct.unpack_from("<Q", data, 16)[0]
+    offset, kv = 24, {}
+    try:
+        for _ in range(kv_count):
+            key, offset = _read_string(data, offset)
+            (value_type,), offset = struct.unpack_from("<I", data, offset), offset + 4
+            kv[key], offset = _read_value(data, offset, value_type)
+    except (struct.error, UnicodeDecodeError, KeyError):
+        pass  # the prefix ended (or the file is not what it claims); keep what was read
+    return kv
+
+
+def _read_string(data: bytes, offset: int) -> tuple[str, int]:
+    (length,) = struct.unpack_from("<Q", data, offset)
+    end = offset + 8 + length
+    if end > len(data):
+        raise struct.error("truncated")
+    return data[offset + 8 : end].decode("utf-8"), end
+
+
+def _read_value(data: bytes, offset: int, value_type: int) -> tuple[Any, int]:
+    if value_type == _STRING:
+        return _read_string(data, offset)
+    if value_type == _ARRAY:
+        item_type, count = struct.unpack_from("<IQ", data, offset)
+        offset += 12
+        for _ in range(count):
+            _, offset = _read_value(data, offset, item_type)
+        return count, offset
+    fmt = "<" + _SCALARS[value_type]
+    return struct.unpack_from(fmt, data, offset)[0], offset + struct.calcsize(fmt)
 
 
 def _scalar(reader: GGUFReader, key: str) -> Any:

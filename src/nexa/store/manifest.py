@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, Field
+
+
+_PREFERRED_QUANTS = ("Q4_K_M", "Q4_0", "Q8_0")
+
+
+def preferred_quant(sizes: Mapping[str, int]) -> str:
+    """The quant to use when none is named: Q4_K_M, Q4_0, Q8_0 (good quality per byte), else the smallest."""
+    for preferred in _PREFERRED_QUANTS:
+        if preferred in sizes:
+            return preferred
+    return min(sizes, key=lambda q: (sizes[q], q))
 
 
 class ModelType(str, Enum):
@@ -60,11 +72,8 @@ class Manifest(BaseModel):
         return self.name.split("/", 1)[0]
 
     def default_quant(self) -> str:
-        """Deterministic choice when a request names no quant: the preferred one, else the smallest."""
-        for preferred in ("Q4_K_M", "Q4_0", "Q8_0"):
-            if preferred in self.quants:
-                return preferred
-        return min(self.quants, key=lambda q: (self.quants[q].size, q))
+        """Deterministic choice when a request names no quant (the same rule as `nexa pull`'s default)."""
+        return preferred_quant({name: quant.size for name, quant in self.quants.items()})
 
     def files(self) -> list[FileEntry]:
         entries = [f for quant in self.quants.values() for f in quant.files]

@@ -108,6 +108,17 @@ class Store:
             self._delete_owned(folder, entry)
         return [ref.quant]
 
+    def clean(self) -> list[str]:
+        """Remove every model and every partial download; returns the models removed.
+
+        Only the store's own folder goes: files imported with --local-path live elsewhere and stay.
+        """
+        if not self.models_dir.is_dir():
+            return []
+        names = sorted(str(p.parent.relative_to(self.models_dir)) for p in self.models_dir.glob(f"*/*/{MANIFEST}"))
+        shutil.rmtree(self.models_dir)
+        return names
+
     def size_on_disk(self, manifest: Manifest) -> int:
         """Bytes the store itself holds for a model (imported files live elsewhere and do not count)."""
         return sum(f.size for f in manifest.files() if not f.external)

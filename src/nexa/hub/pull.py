@@ -1,0 +1,101 @@
+"""Pull one quant of a Hub repo into the store: lock, check disk, download and verify, then write the manifest.
+
+The manifest is written last, so a pull that stops half-way leaves no model behind, only partial
+files that the next pull continues.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+from nexa.errors import StoreError
+from nexa.hub.download import download, fetch_prefix, present_bytes
+from nexa.hub.resolve import RemoteFile, RepoFiles
+from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
+from nexa.store.gguf_meta import detect_type_from_prefix
+
+LOCK_NAME = ".pull.lock"
+
+
+class PullEvents(Protocol):
+    """What a pull tells its caller (the CLI draws progress bars from it)."""
+
+    def waiting(self, repo: str) -> None: ...
+
+    def file(self, name: str, size: int) -> Callable[[int], None]:
+        """Called when a file starts; the returned callable gets the bytes done so far."""
+        ...
+
+
+def guess_type(files: RepoFiles) -> ModelType:
+    """The model type to offer: a projector in the repo means vlm, else what the default quant's header says."""
+    if files.mmprojs:
+        return ModelType.vlm
+    first = files.quants[files.default_quant()][0]
+    return detect_type_from_prefix(fetch_prefix(files.repo, files.revision, first.name)) or ModelType.llm
+
+
+def pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, events: PullEvents) -> tuple[Manifest, bool]:
+    """Pull `quant` (and for a vlm its projector); returns (manifest, False when it was already there)."""
+    folder = store.model_dir(files.repo)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _model_lock(folder, lambda: events.waiting(files.repo)):
+        existing = store.get(files.repo)
+        if existing is not None and quant in existing.quants:
+            return existing, False
+        wanted = list(files.quants[quant])
+        mmproj = files.mmproj() if model_type is ModelType.vlm else None
+        if mmproj is not None and not (existing and existing.mmproj):
+            wanted.append(mmproj)
+        _check_disk(folder, wanted)
+        entries = {f.name: _fetch(store, files, f, folder, events) for f in wanted}
+        quants = dict(existing.quants) if existing else {}
+        quants[quant] = QuantEntry(files=[entries[f.name] for f in files.quants[quant]])
+        manifest = Manifest(
+            name=existing.name if existing else files.repo,
+            model_type=model_type,
+            quants=quants,
+            mmproj=entries[mmproj.name] if mmproj and mmproj.name in entries else (existing.mmproj if existing else None),
+            source=f"hf:{files.repo}",
+            system_prompt=existing.system_prompt if existing else None,
+        )
+        store.save(manifest)
+        return manifest, True
+
+
+def _fetch(store: Store, files: RepoFiles, remote: RemoteFile, folder: Path, events: PullEvents) -> FileEntry:
+    target = folder / remote.name
+    on_progress = events.file(remote.name, remote.size)
+    digest = download(files.repo, files.revision, remote.name, target,
+                      size=remote.size, sha256=remote.sha256, on_progress=on_progress)
+    return FileEntry(name=remote.name, size=remote.size, sha256=digest)
+
+
+def _check_disk(folder: Path, wanted: list[RemoteFile]) -> None:
+    needed = sum(f.size - present_bytes(folder / f.name) for f in wanted)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise StoreError(
+            f"this pull needs {needed / 1e9:.2f} GB more but {folder} has {free / 1e9:.2f} GB free; "
+            "free some space (nexa remove, nexa clean) or point NEXA_DATADIR at a bigger disk"
+        )
+
+
+@contextmanager
+def _model_lock(folder: Path, on_wait: Callable[[], None]) -> Iterator[None]:
+    """One pull per model at a time; a second waits (and then finds the files there) instead of racing."""
+    with (folder / LOCK_NAME).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
