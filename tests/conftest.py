@@ -25,6 +25,15 @@ TINY = {
     "test/qwen3-text": (["qwen3-script-text.gguf"], None),
     "test/llama-text": (["llama-script-text.gguf"], None),
     "test/qwen3-random": (["qwen3-random.gguf"], None),
+    # Chat features (issue 4): scripted reasoning and tool-calling models, and projector pairs.
+    "test/qwen3-think": (["qwen3-script-think.gguf"], None),
+    "test/qwen3-tool": (["qwen3-script-tool.gguf"], None),
+    "test/qwen3-tool-split": (["qwen3-script-tool-split.gguf"], None),
+    "test/qwen3-tool-parallel": (["qwen3-script-tool-parallel.gguf"], None),
+    "test/qwen3-tool-bad": (["qwen3-script-tool-bad.gguf"], None),
+    "test/vision-gemma3": (["qwen3-script-text.gguf", "mmproj-gemma3.gguf"], None),
+    "test/vision-mlp": (["qwen3-script-text.gguf", "mmproj-mlp.gguf"], None),
+    "test/audio-qwen2a": (["qwen3-script-text.gguf", "mmproj-qwen2a.gguf"], None),
 }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexa.compat.tools import check_tool_turns, tool_fields
 from nexa.errors import InvalidRequest
 from nexa.server.schemas import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from nexa.store import Manifest
@@ -11,7 +12,10 @@ from nexa.store import Manifest
 # Our field name → llama.cpp's, where they differ.
 _RENAMED = {"repetition_penalty": "repeat_penalty"}
 # Handled here rather than passed through.
-_OWN_FIELDS = {"model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages"}
+_OWN_FIELDS = {
+    "model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages",
+    "tools", "tool_choice", "parallel_tool_calls",
+}
 _REASONING = {"parsed": "deepseek", "raw": "none"}
 
 
@@ -29,7 +33,16 @@ def _sampling_body(request: SamplingRequest, max_tokens: int | None, ctx: int) -
 
 
 def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> dict[str, Any]:
+    """Media parts must already be inline (`nexa.compat.media.resolve_media`)."""
+    check_tool_turns(request.messages)
+    format_ = request.response_format
+    if format_ is not None and format_.type == "json_schema" and format_.json_schema is None:
+        raise InvalidRequest(
+            "response_format of type 'json_schema' needs a 'json_schema' object: {\"name\": ..., \"schema\": {...}}",
+            param="response_format.json_schema",
+        )
     body = _sampling_body(request, request.max_completion_tokens or request.max_tokens, ctx)
+    body.update(tool_fields(request))
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if manifest.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
         messages.insert(0, {"role": "system", "content": manifest.system_prompt})
