@@ -3,6 +3,7 @@
     NexaError                 the root; its message is shown to the user as is
     ├── InvalidRequest        the request is wrong (HTTP 400)
     ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
+    ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
     ├── ModelNotFound         the model is not in the store (HTTP 404)
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
@@ -29,6 +30,10 @@ class NexaError(Exception):
 
 class InvalidRequest(NexaError):
     """The client sent something nexa cannot serve."""
+
+
+class Forbidden(NexaError):
+    """The request is well formed but reaches past what the server allows (files, private addresses)."""
 
 
 class Forbidden(NexaError):

@@ -21,4 +21,4 @@ class WorkerSpec(BaseModel):
     threads: int = Field(ge=1)
     ngl: int = -1
     reasoning_format: Literal["parsed", "raw"] = "parsed"
-    api_key: str
+    api_key: str = Field(repr=False, description="The worker's own key; kept out of repr so it never reaches a log.")

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexa.errors import (
+    Forbidden,
     InvalidRequest,
     ModelLoadFailed,
     ModelNotFound,
@@ -25,6 +26,7 @@ log = logging.getLogger("nexa.server")
 # class → (HTTP status, OpenAI error type); the first matching class in MRO order wins.
 STATUS: dict[type[NexaError], tuple[int, str]] = {
     InvalidRequest: (400, "invalid_request_error"),
+    Forbidden: (403, "permission_error"),
     ModelNotFound: (404, "not_found_error"),
     ModelLoadFailed: (503, "model_load_error"),
     Overloaded: (503, "overloaded_error"),

@@ -1,0 +1,99 @@
+"""What media a request may make the server read: local paths and remote addresses."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+
+import pytest
+
+from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url, refused_address
+from nexa.config import Settings
+from nexa.errors import Forbidden, InvalidRequest
+
+NETWORK = AccessPolicy(any_local_path=False)
+
+
+def test_policy_follows_the_bind_address_and_flags(tmp_path):
+    assert AccessPolicy.from_settings(Settings(host="127.0.0.1")).any_local_path
+    remote = AccessPolicy.from_settings(Settings(host="0.0.0.0", media_root=[tmp_path], allow_private_urls=True))
+    assert (remote.any_local_path, remote.media_roots, remote.private_urls) == (False, (tmp_path.resolve(),), True)
+
+
+def test_loopback_server_reads_any_local_path(tmp_path):
+    assert check_local_path(tmp_path / "a.png", AccessPolicy()) == (tmp_path / "a.png").resolve()
+
+
+def test_network_server_refuses_local_paths_and_says_how_to_allow_them(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret contents")
+    with pytest.raises(Forbidden) as info:
+        check_local_path(secret, NETWORK)
+    assert "--media-root" in info.value.message and "top secret" not in info.value.message
+
+
+def test_network_server_reads_under_a_media_root(tmp_path):
+    root = tmp_path / "media"
+    (root / "sub").mkdir(parents=True)
+    policy = AccessPolicy(any_local_path=False, media_roots=(root.resolve(),))
+    assert check_local_path(root / "sub" / "cat.png", policy) == (root / "sub" / "cat.png").resolve()
+    with pytest.raises(Forbidden):
+        check_local_path(root / ".." / "outside.png", policy)
+
+
+def test_a_link_out_of_the_media_root_is_refused(tmp_path):
+    root = tmp_path / "media"
+    root.mkdir()
+    (tmp_path / "private.png").write_bytes(b"x")
+    (root / "link.png").symlink_to(tmp_path / "private.png")
+    with pytest.raises(Forbidden):
+        check_local_path(root / "link.png", AccessPolicy(any_local_path=False, media_roots=(root.resolve(),)))
+
+
+@pytest.mark.parametrize(
+    ("address", "refused"),
+    [
+        ("127.0.0.1", True), ("10.1.2.3", True), ("172.16.0.1", True), ("192.168.1.1", True),
+        ("169.254.169.254", True), ("0.0.0.0", True), ("100.64.0.1", True), ("::1", True), ("fe80::1", True),
+        ("fd00::1", True), ("::ffff:127.0.0.1", True), ("224.0.0.1", True),
+        ("93.184.216.34", False), ("2606:4700::1111", False),
+    ],
+)
+def test_non_public_addresses_are_refused(address, refused):
+    assert refused_address(ipaddress.ip_address(address)) is refused
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8080/x.png", "http://localhost/x.png", "http://[::1]/x.png", "http://169.254.169.254/latest",
+     "http://10.0.0.8/cat.png"],
+)
+def test_remote_fetches_into_the_private_network_are_refused(url):
+    with pytest.raises(Forbidden) as info:
+        asyncio.run(check_remote_url(url, AccessPolicy()))
+    assert "--allow-private-urls" in info.value.message
+
+
+def test_allow_private_urls_lets_them_through():
+    asyncio.run(check_remote_url("http://127.0.0.1:8080/x.png", AccessPolicy(private_urls=True)))
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/x.png", "gopher://example.com/"])
+def test_only_http_and_https_urls_are_fetched(url):
+    with pytest.raises(Forbidden):
+        asyncio.run(check_remote_url(url, AccessPolicy(private_urls=True)))
+
+
+def test_a_public_address_passes():
+    asyncio.run(check_remote_url("https://93.184.216.34/cat.png", AccessPolicy()))
+
+
+def test_an_unresolvable_host_is_a_clear_400():
+    with pytest.raises(InvalidRequest):
+        asyncio.run(check_remote_url("http://no-such-host.invalid/x.png", AccessPolicy()))
+
+
+def test_settings_read_media_roots_from_the_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("NEXA_MEDIA_ROOT", f"{tmp_path}/a:{tmp_path}/b")
+    assert Settings().media_root == [Path(f"{tmp_path}/a"), Path(f"{tmp_path}/b")]
