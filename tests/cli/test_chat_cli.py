@@ -1,0 +1,141 @@
+"""`nexa infer` and `nexa run` as a user runs them: the REPL through a pseudo-terminal, one-shot as a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from nexa.store import Store
+from tests.conftest import ServerProcess
+
+SCRIPTED = "test/qwen3-text"
+SCRIPTED_ANSWER = "Hello from a scripted model."
+PROMPT = ">>>"  # prompt_toolkit draws the prompt's trailing space as a cursor move
+STATS = r"tokens · [\d.-]+ tok/s · first token [\d.]+ s"
+
+
+def nexa_env(store: Store) -> dict[str, str]:
+    # No cursor-position requests: pexpect's terminal does not answer them.
+    return {**os.environ, "NEXA_DATADIR": str(store.root), "NEXA_THREADS": "1", "PROMPT_TOOLKIT_NO_CPR": "1",
+            "TERM": "xterm-256color"}
+
+
+def spawn(store: Store, *args: str) -> pexpect.spawn:
+    child = pexpect.spawn(sys.executable, ["-m", "nexa", *args], env=nexa_env(store), encoding="utf-8",
+                          timeout=60, dimensions=(40, 160))
+    child.expect(PROMPT)
+    return child
+
+
+def nexa(store: Store, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "nexa", *args], env=nexa_env(store), input=stdin or "",
+                          capture_output=True, text=True, timeout=120)
+
+
+def ask(child: pexpect.spawn, text: str, expected: str) -> None:
+    child.sendline(text)
+    child.expect(expected)
+    child.expect(STATS)
+    child.expect(PROMPT)
+
+
+def command(child: pexpect.spawn, text: str, expected: str) -> None:
+    child.sendline(text)
+    child.expect(expected)
+    child.expect(PROMPT)
+
+
+def test_repl_keeps_the_conversation_and_saves_clears_and_loads_it(session_store: Store, tmp_path: Path):
+    saved, resaved = tmp_path / "chat.json", tmp_path / "again.json"
+    child = spawn(session_store, "infer", SCRIPTED, "--system", "Be brief.")
+    ask(child, "Hi there", SCRIPTED_ANSWER)
+    ask(child, "And again?", SCRIPTED_ANSWER)
+    command(child, f"/save {saved}", "saved 5 messages")
+    command(child, "/clear", "conversation cleared")
+    command(child, f"/save {resaved}", "saved 1 message ")
+    command(child, f"/load {saved}", "loaded 5 messages")
+    command(child, "/nonsense", "unknown command /nonsense")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    messages = json.loads(saved.read_text())
+    assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
+    assert [m["content"] for m in messages[1:]] == ["Hi there", SCRIPTED_ANSWER, "And again?", SCRIPTED_ANSWER]
+    assert json.loads(resaved.read_text()) == [{"role": "system", "content": "Be brief."}]
+    assert "Hi there" in (session_store.root / "history").read_text()  # line history persists
+
+
+def test_repl_reads_a_multi_line_block(session_store: Store, tmp_path: Path):
+    saved = tmp_path / "chat.json"
+    child = spawn(session_store, "infer", SCRIPTED)
+    child.sendline('"""first line')
+    child.expect(r"\.\.\.")
+    ask(child, 'second line"""', SCRIPTED_ANSWER)
+    command(child, f"/save {saved}", "saved")
+    child.sendeof()  # Ctrl-D leaves
+    child.expect(pexpect.EOF)
+    assert json.loads(saved.read_text())[0]["content"] == "first line\nsecond line"
+
+
+def test_run_talks_to_a_running_server_over_two_turns(session_store: Store, server: ServerProcess, starter_name: str):
+    child = spawn(session_store, "run", starter_name, "--host", server.base_url, "--temperature", "0",
+                  "--max-tokens", "40")
+    ask(child, "What is the capital of France?", "Paris")
+    ask(child, "And what language do people speak there?", "French")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
+def test_ctrl_c_stops_the_answer_and_keeps_the_repl(session_store: Store, server: ServerProcess, starter_name: str):
+    child = spawn(session_store, "run", starter_name, "--host", server.base_url.removeprefix("http://"),
+                  "--temperature", "0", "--max-tokens", "3000")
+    child.sendline("Count from 1 to 500, one number per line.")
+    child.expect(r"\b4\b")  # the answer is streaming
+    child.sendintr()
+    child.expect("stopped")
+    child.expect(STATS)
+    child.expect(PROMPT)
+    ask(child, "What is the capital of France?", "Paris")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
+def test_one_shot_prints_only_the_answers_of_each_turn(session_store: Store):
+    result = nexa(session_store, "infer", SCRIPTED, "-p", "Hi", "-p", "Again")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"{SCRIPTED_ANSWER}\n{SCRIPTED_ANSWER}\n"
+
+
+def test_one_shot_reads_a_piped_prompt(session_store: Store, server: ServerProcess, starter_name: str):
+    result = nexa(session_store, "run", starter_name, "--host", server.base_url, "--temperature", "0",
+                  "--max-tokens", "20", stdin="What is the capital of France?")
+    assert result.returncode == 0, result.stderr
+    assert "Paris" in result.stdout
+
+
+def test_json_prints_the_raw_response(session_store: Store, server: ServerProcess):
+    result = nexa(session_store, "run", SCRIPTED, "--host", server.base_url, "-p", "Hi", "--json", "--seed", "1",
+                  "--top-k", "5", "--top-p", "0.9")
+    assert result.returncode == 0, result.stderr
+    reply = json.loads(result.stdout)
+    assert reply["object"] == "chat.completion"
+    assert reply["choices"][0]["message"]["content"] == SCRIPTED_ANSWER
+
+
+def test_unknown_model_says_how_to_pull_it(session_store: Store, server: ServerProcess):
+    result = nexa(session_store, "run", "nobody/nothing", "--host", server.base_url, "-p", "Hi")
+    assert result.returncode == 1
+    assert "nexa pull nobody/nothing" in result.stderr
+
+
+def test_run_without_a_server_says_how_to_start_one(session_store: Store):
+    result = nexa(session_store, "run", SCRIPTED, "--host", "127.0.0.1:9", "-p", "Hi")
+    assert result.returncode == 1
+    assert "nexa serve" in result.stderr
