@@ -77,12 +77,13 @@ def free_port() -> int:
 class ServerProcess:
     """`nexa serve` in a subprocess, as a user runs it."""
 
-    def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None):
+    def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"):
         self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.base_url = f"http://{host}:{self.port}"
         environ = {**os.environ, "NEXA_DATADIR": str(datadir), "NEXA_THREADS": "1", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nexa", "serve", "--port", str(self.port), "--parallel", "2", "--ctx", "1024", *args],
+            [sys.executable, "-m", "nexa", "serve", "--host", host, "--port", str(self.port), "--parallel", "2", "--ctx", "1024",
+             *args],
             env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self._wait_healthy()

@@ -9,6 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from nexa import __version__
+from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server import errors, security
 from nexa.server.body import JSONBodyByDefault
@@ -37,6 +38,7 @@ def create_app(manager: ModelManager) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.manager = manager
+    app.state.media_policy = MediaPolicy.from_settings(manager.settings)
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings)

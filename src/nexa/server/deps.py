@@ -1,4 +1,4 @@
-"""What route handlers get from the app: the manager and the HTTP client to workers."""
+"""What route handlers get from the app: the manager, the HTTP client to workers, the media policy."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
+from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
 
 
@@ -18,5 +19,10 @@ def get_client(request: Request) -> httpx.AsyncClient:
     return request.app.state.worker_client
 
 
+def get_media_policy(request: Request) -> MediaPolicy:
+    return request.app.state.media_policy
+
+
 Manager = Annotated[ModelManager, Depends(get_manager)]
 WorkerClient = Annotated[httpx.AsyncClient, Depends(get_client)]
+MediaRules = Annotated[MediaPolicy, Depends(get_media_policy)]

@@ -59,12 +59,17 @@ def nexa_error_response(exc: NexaError) -> JSONResponse:
 def _field_path(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     # Drop pydantic's union-branch labels such as 'str' or 'list[...]'.
-    return ".".join(p for p in parts if not ("[" in p or p in {"str", "int", "float", "bool", "function-after"}))
+    # ...and the class names that label a union's model branches ('InputAudio').
+    return ".".join(
+        p for p in parts if not ("[" in p or p[:1].isupper() or p in {"str", "int", "float", "bool", "function-after"})
+    )
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     errors = exc.errors()
-    first = errors[0] if errors else {"loc": (), "msg": "invalid request", "type": ""}
+    # The deepest error is the most specific: for `content: str | list[part]` an unknown part type
+    # fails both branches, and the list branch's error names the part, the str branch's does not.
+    first = max(errors, key=lambda e: len(e.get("loc", ())), default={"loc": (), "msg": "invalid request", "type": ""})
     if first.get("type") == "json_invalid":
         return f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'parse error')}); send a JSON object", None
     field = _field_path(tuple(first.get("loc", ())))

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import Response
 
+from nexa.compat.media import resolve_media
 from nexa.compat.requests import chat_body, completion_body
-from nexa.server.deps import Manager, WorkerClient
+from nexa.server.deps import Manager, MediaRules, WorkerClient
 from nexa.server.relay import post_json, post_stream
 from nexa.server.schemas import (
     ChatCompletion,
@@ -30,9 +31,13 @@ def _responses(model: type, chunk: type | None = None) -> dict:
 
 
 @router.post("/v1/chat/completions", responses=_responses(ChatCompletion, ChatCompletionChunk), response_model=None)
-async def chat_completions(request: ChatCompletionRequest, manager: Manager, client: WorkerClient) -> Response:
+async def chat_completions(
+    request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules
+) -> Response:
     manifest, quant = manager.resolve(request.model)
-    body = chat_body(request, manifest, manager.settings.ctx)
+    # Media is fetched and checked before the model is leased, so bad input never loads a model.
+    messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
+    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.settings.ctx)
     lease = await manager.acquire(manifest, quant)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/chat/completions", body, request.model)

@@ -1,0 +1,294 @@
+"""Images and audio in chat messages → the forms the engine reads, with every byte checked here.
+
+Clients may send media as data: URIs, http(s) URLs or paths on the server (absolute, `~`
+or `file://`), in OpenAI's object forms or Nexa's plain strings. The engine gets only
+inline data: images as `data:image/...` URIs in a format it decodes, audio as base64
+with its real format. It never sees a URL or a path, so it never fetches or reads
+anything itself.
+
+Nothing else reads media but two functions, both driven by `MediaPolicy`:
+`read_local_file(path, policy)` for local paths and `fetch_remote(url, policy)` for URLs,
+every redirect hop included. They apply the access rules of `nexa.compat.media_policy`
+(local paths only on loopback or under --media-root, no private addresses) and the
+size and time limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import io
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import unquote, unquote_to_bytes, urlsplit
+
+import httpx
+from PIL import Image
+
+from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
+from nexa.config import Settings
+from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
+from nexa.server.schemas import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
+from nexa.store import Manifest
+from nexa.store.gguf_meta import read_info
+
+MIB = 1 << 20
+ContentPart = TextPart | ImagePart | AudioPart
+# What llama.cpp's image loader (stb_image) decodes; anything else Pillow reads is sent as PNG.
+_ENGINE_IMAGES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
+
+
+@dataclass(frozen=True)
+class MediaPolicy:
+    """What the server may read to resolve media; consulted only by `read_local_file` and `fetch_remote`."""
+
+    access: AccessPolicy = field(default_factory=AccessPolicy)
+    max_bytes: int = 20 * MIB
+    fetch_timeout: float = 10.0
+    max_redirects: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MediaPolicy:
+        return cls(access=AccessPolicy.from_settings(settings))
+
+
+class MediaProblem(Exception):
+    """A media part cannot be used; `resolve_media` turns it into a 400 naming the part."""
+
+
+@dataclass(frozen=True)
+class MediaSupport:
+    """Which media a model reads: decided by its projector (mmproj), if it has one."""
+
+    model: str
+    image: bool
+    audio: bool
+
+
+@lru_cache(maxsize=64)
+def _projector_reads(path: str, sha256: str) -> tuple[bool, bool]:
+    """(vision, audio) from the projector's header, read once per file (the sha256 keys a re-pull)."""
+    info = read_info(Path(path))
+    return info.vision, info.audio
+
+
+def media_support(manifest: Manifest, model_dir: Path) -> MediaSupport:
+    if manifest.mmproj is None:
+        return MediaSupport(manifest.name, image=False, audio=False)
+    try:
+        vision, audio = _projector_reads(str(manifest.mmproj.location(model_dir)), manifest.mmproj.sha256)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadFailed(
+            f"the projector of '{manifest.name}' cannot be read ({exc}); pull the model again",
+            code="model_load_failed",
+        ) from exc
+    return MediaSupport(manifest.name, image=vision, audio=audio)
+
+
+# ---------------------------------------------------------------- reading sources
+
+
+def read_local_file(path: Path, policy: MediaPolicy) -> bytes:
+    """Read a media file named by a client: the one place local paths are opened. Raises
+    Forbidden when the access policy refuses the path, MediaProblem when it cannot be read."""
+    path = check_local_path(path, policy.access)
+    try:
+        size = path.stat().st_size
+        if not path.is_file():
+            raise MediaProblem(f"{path} is not a file")
+        if size > policy.max_bytes:
+            raise MediaProblem(f"{path} is {size} bytes, over the {policy.max_bytes // MIB} MiB limit")
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise MediaProblem(f"no file at {path}; send a path that exists on the server, a URL or a data: URI") from None
+    except PermissionError:
+        raise MediaProblem(f"the server may not read {path} (permission denied)") from None
+    except OSError as exc:
+        raise MediaProblem(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+async def fetch_remote(url: str, policy: MediaPolicy) -> bytes:
+    """GET a media URL within the policy's time and size limits. Redirects are followed here,
+    hop by hop, so that the access policy checks every hop (scheme and address)."""
+    try:
+        return await asyncio.wait_for(_fetch(httpx.URL(url), policy), policy.fetch_timeout)
+    except asyncio.TimeoutError:
+        raise MediaProblem(f"fetching {url} took longer than {policy.fetch_timeout:g} s") from None
+    except (httpx.HTTPError, httpx.InvalidURL) as exc:
+        raise MediaProblem(f"fetching {url} failed ({exc.__class__.__name__}: {exc})") from None
+
+
+async def _fetch(url: httpx.URL, policy: MediaPolicy) -> bytes:
+    async with httpx.AsyncClient(follow_redirects=False, timeout=policy.fetch_timeout) as client:
+        for _ in range(policy.max_redirects + 1):
+            await check_remote_url(url, policy.access)
+            async with client.stream("GET", url) as response:
+                if response.is_redirect:
+                    url = response.url.join(response.headers["location"])
+                    continue
+                if response.status_code >= 400:
+                    raise MediaProblem(f"fetching {url} failed: HTTP {response.status_code}")
+                return await _read_capped(response, url, policy.max_bytes)
+    raise MediaProblem(f"{url} redirected more than {policy.max_redirects} times")
+
+
+async def _read_capped(response: httpx.Response, url: httpx.URL, limit: int) -> bytes:
+    too_big = MediaProblem(f"{url} is larger than the {limit // MIB} MiB limit")
+    if int(response.headers.get("content-length") or 0) > limit:
+        raise too_big
+    data = bytearray()
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > limit:
+            raise too_big
+    return bytes(data)
+
+
+def decode_base64(text: str) -> bytes:
+    try:
+        return base64.b64decode("".join(text.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise MediaProblem("the data is not valid base64") from None
+
+
+def parse_data_uri(uri: str) -> bytes:
+    """The bytes of a `data:[<mime>][;base64],<payload>` URI (the declared type is not trusted)."""
+    header, comma, payload = uri.partition(",")
+    if not comma:
+        raise MediaProblem("the data: URI has no ',' before its data")
+    if header.endswith(";base64"):
+        return decode_base64(payload)
+    return unquote_to_bytes(payload)
+
+
+def local_path(ref: str) -> Path | None:
+    """The path a reference names (absolute, `~...` or `file://`), or None if it is not a path."""
+    if ref.startswith("file://"):
+        parts = urlsplit(ref)
+        if parts.netloc not in ("", "localhost"):
+            raise MediaProblem(f"{ref} names another host; file:// URLs must be local")
+        return Path(unquote(parts.path))
+    if ref.startswith("~"):
+        return Path(ref).expanduser()
+    path = Path(ref)
+    return path if path.is_absolute() else None
+
+
+async def load_source(ref: str, policy: MediaPolicy) -> bytes:
+    """The bytes behind a media reference: a data: URI, an http(s) URL or a local path."""
+    if ref.startswith("data:"):
+        data = parse_data_uri(ref)
+        if len(data) > policy.max_bytes:
+            raise MediaProblem(f"the data is over the {policy.max_bytes // MIB} MiB limit")
+        return data
+    if ref.startswith(("http://", "https://")):
+        return await fetch_remote(ref, policy)
+    path = local_path(ref)
+    if path is None:
+        shown = ref if len(ref) <= 80 else ref[:77] + "..."
+        raise MediaProblem(
+            f"'{shown}' is not a data: URI, an http(s) URL or an absolute path (/..., ~/..., file://...)"
+        )
+    return await asyncio.to_thread(read_local_file, path, policy)
+
+
+# ---------------------------------------------------------------- checking content
+
+
+def engine_image(data: bytes) -> tuple[bytes, str]:
+    """(bytes, mime) the engine can decode: checked by decoding it, converted to PNG if needed (WebP...)."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()  # a full decode: truncated or corrupt files fail here, not in the engine
+            if image.format in _ENGINE_IMAGES:
+                return data, _ENGINE_IMAGES[image.format]
+            if image.mode not in ("RGB", "RGBA", "L", "LA"):
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+            out = io.BytesIO()
+            image.save(out, "PNG")
+            return out.getvalue(), "image/png"
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise MediaProblem(f"the image cannot be decoded ({exc.__class__.__name__}); send JPEG, PNG, WebP or GIF") from None
+
+
+def audio_format(data: bytes) -> str:
+    """wav, mp3 or flac, read from the bytes themselves (clients often mislabel the format)."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
+        return "wav"
+    if data[:4] == b"fLaC":
+        return "flac"
+    if data[:3] == b"ID3" or (len(data) > 1 and data[0] == 0xFF and data[1] & 0xE0 == 0xE0):
+        return "mp3"
+    raise MediaProblem("the audio is not WAV, MP3 or FLAC")
+
+
+# ---------------------------------------------------------------- messages
+
+
+def _lacks(support: MediaSupport, what: str, projector: str) -> MediaProblem:
+    return MediaProblem(
+        f"model '{support.model}' cannot read {what}: it has no {projector} projector (mmproj); "
+        f"send text only, or use a model pulled with a projector that reads {what}"
+    )
+
+
+async def _image(part: ImagePart, support: MediaSupport, policy: MediaPolicy) -> ImagePart:
+    if not support.image:
+        raise _lacks(support, "images", "vision")
+    ref = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
+    data, mime = await asyncio.to_thread(engine_image, await load_source(ref.strip(), policy))
+    detail = part.image_url.detail if isinstance(part.image_url, ImageURL) else None
+    url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return ImagePart(type="image_url", image_url=ImageURL(url=url, detail=detail))
+
+
+async def _audio(part: AudioPart, support: MediaSupport, policy: MediaPolicy) -> AudioPart:
+    if not support.audio:
+        raise _lacks(support, "audio", "audio")
+    if isinstance(part.input_audio, InputAudio) and not part.input_audio.data.startswith("data:"):
+        data = decode_base64(part.input_audio.data)
+    else:
+        ref = part.input_audio.data if isinstance(part.input_audio, InputAudio) else part.input_audio
+        data = await load_source(ref.strip(), policy)
+    audio = InputAudio(data=base64.b64encode(data).decode(), format=audio_format(data))
+    return AudioPart(type="input_audio", input_audio=audio)
+
+
+async def _resolve_part(part: ContentPart, support: MediaSupport, policy: MediaPolicy) -> ContentPart:
+    if isinstance(part, ImagePart):
+        return await _image(part, support, policy)
+    if isinstance(part, AudioPart):
+        return await _audio(part, support, policy)
+    return part
+
+
+def _has_media(message: ChatMessage) -> bool:
+    return isinstance(message.content, list) and any(isinstance(p, (ImagePart, AudioPart)) for p in message.content)
+
+
+async def resolve_media(
+    messages: list[ChatMessage], manifest: Manifest, model_dir: Path, policy: MediaPolicy
+) -> list[ChatMessage]:
+    """The messages with every image and audio part inline and checked. Raises InvalidRequest
+    naming the first bad part (e.g. `messages[0].content[1]`) before any model is loaded."""
+    if not any(_has_media(m) for m in messages):
+        return messages
+    support = media_support(manifest, model_dir)
+    resolved = []
+    for i, message in enumerate(messages):
+        if not _has_media(message):
+            resolved.append(message)
+            continue
+        parts = []
+        for j, part in enumerate(message.content):
+            where = f"messages[{i}].content[{j}]"
+            try:
+                parts.append(await _resolve_part(part, support, policy))
+            except MediaProblem as exc:
+                raise InvalidRequest(f"{where}: {exc}", param=where, code="invalid_media") from None
+            except (InvalidRequest, Forbidden) as exc:  # from the access policy
+                raise type(exc)(f"{where}: {exc.message}", param=where, code=exc.code) from None
+        resolved.append(message.model_copy(update={"content": parts}))
+    return resolved
