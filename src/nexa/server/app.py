@@ -13,7 +13,7 @@ from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server import errors, security
 from nexa.server.body import JSONBodyByDefault
-from nexa.server.routes import generate, health, models
+from nexa.server.routes import generate, health, models, retrieval
 from nexa.server.schemas import ChatCompletionChunk
 
 
@@ -42,7 +42,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings)
-    for module in (health, models, generate):
+    for module in (health, models, generate, retrieval):
         app.include_router(module.router)
     _document_stream_chunk(app)
     return app

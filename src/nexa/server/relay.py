@@ -56,12 +56,20 @@ def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
     )
 
 
+async def call(
+    client: httpx.AsyncClient, lease: Lease, method: str, path: str, body: dict[str, Any] | None = None
+) -> httpx.Response:
+    """One request to the lease's worker, which stays leased; a broken connection is WorkerCrashed."""
+    try:
+        return await client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+    except httpx.HTTPError as exc:
+        raise _crashed(lease, exc) from exc
+
+
 async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
     """Send a non-streaming request; the lease is released when the answer is in."""
     try:
-        response = await client.post(lease.worker.base_url + path, json=body, headers=lease.worker.headers)
-    except httpx.HTTPError as exc:
-        raise _crashed(lease, exc) from exc
+        response = await call(client, lease, "POST", path, body)
     finally:
         lease.release()
     if response.status_code >= 400:

@@ -191,6 +191,56 @@ class CompletionRequest(SamplingRequest):
     suffix: str | None = Field(None, description="Not supported.")
 
 
+class EmbeddingRequest(StrictBase):
+    """OpenAI's embeddings request, plus the Nexa field `task_type` and `truncate`."""
+
+    model: str = Field(description="Store name of an embedder model: org/repo or org/repo:QUANT.")
+    input: str | list[str] | list[int] | list[list[int]] = Field(
+        description="A text, a list of texts, a token array, or a list of token arrays; none may be empty."
+    )
+    encoding_format: Literal["float", "base64"] = Field(
+        "float", description="'base64' sends each vector as little-endian float32 bytes in base64."
+    )
+    dimensions: int | None = Field(None, description="Not supported: vectors keep the model's own size.")
+    truncate: bool = Field(False, description="Cut inputs longer than the context instead of refusing them.")
+    task_type: str | None = Field(
+        None, description="Nexa: default, search_query or search_document; accepted, the vectors do not change."
+    )
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+
+
+class RerankDocument(StrictBase):
+    text: str
+
+
+RerankQuery = Annotated[str, Field(min_length=1, description="What the documents are ranked against.")]
+TopN = Annotated[int | None, Field(None, ge=1, description="Keep only the n best documents.")]
+
+
+class RerankingRequest(StrictBase):
+    """Nexa's reranking request: scores come back in the documents' order."""
+
+    model: str = Field(description="Store name of a reranker model: org/repo or org/repo:QUANT.")
+    query: RerankQuery
+    documents: list[str] = Field(min_length=1, description="Texts to score against the query.")
+    top_n: TopN
+    normalize: bool | None = Field(None, description="Normalise the scores (softmax unless normalize_method says).")
+    normalize_method: Literal["softmax", "linear", "none"] | None = Field(
+        None, description="softmax: scores sum to 1; linear: min-max to [0, 1]; none: the model's raw scores."
+    )
+    batch_size: int | None = Field(None, description="Nexa: accepted; nexa picks its own batches.")
+
+
+class RerankRequest(StrictBase):
+    """Cohere/Jina/llama.cpp rerank request: results come back best first."""
+
+    model: str = Field(description="Store name of a reranker model: org/repo or org/repo:QUANT.")
+    query: RerankQuery
+    documents: list[str | RerankDocument] = Field(min_length=1, description="Texts, or {text} objects, to rank.")
+    top_n: TopN
+    return_documents: bool = Field(False, description="Echo each document's text in its result.")
+
+
 # ---------------------------------------------------------------- responses
 
 
@@ -295,3 +345,46 @@ class ErrorResponse(BaseModel):
 
 class Health(BaseModel):
     status: Literal["ok"] = "ok"
+
+
+class RetrievalUsage(BaseModel):
+    prompt_tokens: int
+    total_tokens: int
+
+
+class Embedding(BaseModel):
+    object: Literal["embedding"] = "embedding"
+    index: int = Field(description="Position of the input this vector belongs to.")
+    embedding: list[float] | str = Field(description="L2-normalised vector; base64 float32 when asked.")
+
+
+class EmbeddingList(BaseModel):
+    object: Literal["list"] = "list"
+    model: str
+    data: list[Embedding] = Field(description="One entry per input, in input order.")
+    usage: RetrievalUsage
+
+
+class Reranking(BaseModel):
+    """Nexa's reranking answer."""
+
+    model: str
+    result: list[float | None] = Field(
+        description="One score per document, in input order; null for documents outside top_n."
+    )
+    usage: RetrievalUsage
+
+
+class RerankResult(BaseModel):
+    index: int = Field(description="Position of the document in the request.")
+    relevance_score: float
+    document: RerankDocument | None = Field(None, description="The document, when return_documents is true.")
+
+
+class Rerank(BaseModel):
+    """Cohere/Jina/llama.cpp rerank answer."""
+
+    object: Literal["list"] = "list"
+    model: str
+    results: list[RerankResult] = Field(description="Best first, cut to top_n.")
+    usage: RetrievalUsage

@@ -8,6 +8,7 @@ from fastapi.responses import Response
 from nexa.compat.media import resolve_media
 from nexa.compat.requests import chat_body, completion_body
 from nexa.server.deps import Manager, MediaRules, WorkerClient
+from nexa.server.model_types import require_model_type
 from nexa.server.relay import post_json, post_stream
 from nexa.server.schemas import (
     ChatCompletion,
@@ -35,6 +36,7 @@ async def chat_completions(
     request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules
 ) -> Response:
     manifest, quant = manager.resolve(request.model)
+    require_model_type(manifest, "/v1/chat/completions")
     # Media is fetched and checked before the model is leased, so bad input never loads a model.
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
     body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.settings.ctx)
@@ -46,6 +48,7 @@ async def chat_completions(
 @router.post("/v1/completions", responses=_responses(Completion), response_model=None)
 async def completions(request: CompletionRequest, manager: Manager, client: WorkerClient) -> Response:
     manifest, quant = manager.resolve(request.model)
+    require_model_type(manifest, "/v1/completions")
     body = completion_body(request, manager.settings.ctx)
     lease = await manager.acquire(manifest, quant)
     relay = post_stream if request.stream else post_json

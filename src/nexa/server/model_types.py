@@ -1,0 +1,36 @@
+"""Which model types each route serves, checked before a model is loaded for it."""
+
+from __future__ import annotations
+
+from nexa.errors import InvalidRequest
+from nexa.store import Manifest, ModelType
+
+_GENERATIVE = (ModelType.llm, ModelType.vlm)
+ROUTE_TYPES: dict[str, tuple[ModelType, ...]] = {
+    "/v1/chat/completions": _GENERATIVE,
+    "/v1/completions": _GENERATIVE,
+    "/v1/embeddings": (ModelType.embedder,),
+    "/v1/reranking": (ModelType.reranker,),
+    "/v1/rerank": (ModelType.reranker,),
+}
+# Where to send a model of each type instead.
+_HOME = {
+    ModelType.llm: "/v1/chat/completions",
+    ModelType.vlm: "/v1/chat/completions",
+    ModelType.embedder: "/v1/embeddings",
+    ModelType.reranker: "/v1/rerank or /v1/reranking",
+}
+_A = {ModelType.llm: "an llm", ModelType.vlm: "a vlm", ModelType.embedder: "an embedder", ModelType.reranker: "a reranker"}
+
+
+def require_model_type(manifest: Manifest, route: str) -> None:
+    """Refuse (HTTP 400) a model whose type `route` cannot serve, naming the type it needs."""
+    allowed = ROUTE_TYPES[route]
+    if manifest.model_type in allowed:
+        return
+    needed = " or ".join([_A[allowed[0]], *(t.value for t in allowed[1:])])
+    raise InvalidRequest(
+        f"{route} needs {needed} model, but '{manifest.name}' is {_A[manifest.model_type]}; "
+        f"use {_HOME[manifest.model_type]} for it (or re-import it with --model-type if its type is wrong)",
+        param="model", code="wrong_model_type",
+    )
