@@ -90,14 +90,14 @@ def test_openai_stream_helper_assembles_parallel_calls(client):
     assert final.choices[0].finish_reason == "tool_calls"
 
 
-def test_tool_loop_renders_assistant_calls_and_tool_results(client):
+@pytest.mark.parametrize("as_dict", [True, False], ids=["assistant-dict", "assistant-openai-object"])
+def test_tool_loop_renders_assistant_calls_and_tool_results(client, as_dict):
     first = client.chat.completions.create(model="test/qwen3-tool-split", messages=[WEATHER], tools=[GET_WEATHER])
-    call = first.choices[0].message.tool_calls[0]
-    history = [
-        WEATHER,
-        {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]},
-        {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"},
-    ]
+    message = first.choices[0].message
+    call = message.tool_calls[0]
+    if as_dict:
+        message = {"role": "assistant", "content": None, "tool_calls": [call.model_dump(exclude_none=True)]}
+    history = [WEATHER, message, {"role": "tool", "tool_call_id": call.id, "content": "sunny, 24 C"}]
     second = client.chat.completions.create(model="test/qwen3-tool-split", messages=history, tools=[GET_WEATHER])
     # The scripted model answers the same whatever the prompt; the longer prompt proves both turns rendered.
     assert second.usage.prompt_tokens > first.usage.prompt_tokens + 10
