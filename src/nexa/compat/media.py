@@ -35,6 +35,7 @@ from nexa.store import Manifest
 from nexa.store.gguf_meta import read_info
 
 MIB = 1 << 20
+MAX_PIXELS = 50_000_000  # more than any camera's photo; the engine downscales to a few hundred pixels anyway
 ContentPart = TextPart | ImagePart | AudioPart
 # What llama.cpp's image loader (stb_image) decodes; anything else Pillow reads is sent as PNG.
 _ENGINE_IMAGES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
@@ -201,6 +202,12 @@ def engine_image(data: bytes) -> tuple[bytes, str]:
     """(bytes, mime) the engine can decode: checked by decoding it, converted to PNG if needed (WebP...)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            # A few KiB of PNG can declare gigapixels: refuse by the header, before decoding allocates them.
+            if image.width * image.height > MAX_PIXELS:
+                raise MediaProblem(
+                    f"the image is {image.width}x{image.height} pixels, over {MAX_PIXELS // 1_000_000} megapixels; "
+                    "send a smaller image"
+                )
             image.load()  # a full decode: truncated or corrupt files fail here, not in the engine
             if image.format in _ENGINE_IMAGES:
                 return data, _ENGINE_IMAGES[image.format]
