@@ -19,6 +19,7 @@ from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.store import ModelRef, ModelType, Store
 from nexa.store.importer import import_local
 from tests.fixtures.minilm import import_minilm
+from tests.fixtures.fake_hub import FakeHub, make_test_hub, nexa_env
 from tests.fixtures.tiny_models import make_all
 
 # Tiny models imported into the session store: name -> (files, type or None to detect).
@@ -52,6 +53,20 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     make_all(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def fake_hub(tiny_dir: Path) -> Iterator[FakeHub]:
+    """A local Hugging Face Hub serving tiny models (tests/fixtures/fake_hub.py)."""
+    hub = make_test_hub(tiny_dir)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def hub_env(fake_hub: FakeHub, tmp_path: Path) -> dict[str, str]:
+    """Environment for a `nexa` subprocess: HF_ENDPOINT at the fake Hub, a fresh store in tmp_path/data."""
+    return nexa_env(fake_hub, tmp_path / "data", tmp_path / "hf-home")
 
 
 def import_tiny(store: Store, tiny_dir: Path, name: str, files: list[str], model_type: ModelType | None) -> None:

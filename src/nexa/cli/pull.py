@@ -65,6 +65,9 @@ def pull(
     chosen_quant = ref.quant or chooser.quant(files)
     if chosen_quant not in files.quants:
         raise HubError(f"{files.repo} has no quant {chosen_quant}; it has {', '.join(sorted(files.quants))}")
+    if existing is not None and chosen_quant in existing.quants:
+        _already(existing, chosen_quant)
+        return
     if chooser.defaulted and not yes:
         console.print(
             f"No terminal to ask on: using {', '.join(chooser.defaulted)} "

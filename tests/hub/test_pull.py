@@ -1,0 +1,162 @@
+"""`nexa pull` against a local fake Hugging Face Hub, run as a user runs it: a subprocess with HF_ENDPOINT set."""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import random
+import sys
+from pathlib import Path
+
+import openai
+import pexpect
+
+from nexa.store import ModelType, Store
+from tests.conftest import ServerProcess
+from tests.fixtures.fake_hub import TOKEN, FakeRepo, run_nexa
+
+TINY = "test-org/Tiny-GGUF"
+
+
+def store_of(env: dict[str, str]) -> Store:
+    return Store(Path(env["NEXA_DATADIR"]))
+
+
+def partials(env: dict[str, str]) -> list[Path]:
+    return list(Path(env["NEXA_DATADIR"]).rglob("*.incomplete"))
+
+
+def test_pull_without_a_terminal_takes_the_defaults_and_says_so(hub_env, fake_hub):
+    result = run_nexa(hub_env, "pull", TINY)
+    assert result.returncode == 0, result.stderr
+    assert "No terminal to ask on: using model type llm, quant Q4_K_M" in result.stdout
+    manifest = store_of(hub_env).get(TINY)
+    assert manifest.model_type is ModelType.llm and list(manifest.quants) == ["Q4_K_M"]
+    assert manifest.source == f"hf:{TINY}"
+    entry = manifest.quants["Q4_K_M"].files[0]
+    data = (store_of(hub_env).model_dir(TINY) / entry.name).read_bytes()
+    assert data == fake_hub.repos[TINY].files["tiny-Q4_K_M.gguf"]
+    assert entry.sha256 == hashlib.sha256(data).hexdigest() and entry.size == len(data)
+    assert partials(hub_env) == []
+
+
+def test_pulling_a_present_quant_is_a_no_op_and_another_quant_joins_the_manifest(hub_env, fake_hub):
+    assert run_nexa(hub_env, "pull", TINY, "--yes").returncode == 0
+    downloads = len(fake_hub.requests_for("/cdn/"))
+    again = run_nexa(hub_env, "pull", f"{TINY}:q4_k_m")
+    assert again.returncode == 0 and "already pulled; nothing to do" in again.stdout
+    again = run_nexa(hub_env, "pull", TINY, "--yes")  # the default quant, found after listing the repo
+    assert again.returncode == 0 and "already pulled; nothing to do" in again.stdout
+    assert len(fake_hub.requests_for("/cdn/")) == downloads
+    assert run_nexa(hub_env, "pull", "test-org/tiny-gguf", "--quant", "Q8_0").returncode == 0
+    manifest = store_of(hub_env).get(TINY)
+    assert manifest.name == TINY and sorted(manifest.quants) == ["Q4_K_M", "Q8_0"]
+
+
+def test_split_shards_download_together_in_order(hub_env, fake_hub):
+    result = run_nexa(hub_env, "pull", "https://huggingface.co/test-org/Split-GGUF:Q8_0", "--model-type", "llm")
+    assert result.returncode == 0, result.stderr
+    store = store_of(hub_env)
+    entries = store.get("test-org/Split-GGUF").quants["Q8_0"].files
+    assert [e.name for e in entries] == ["Q8_0/tiny-Q8_0-00001-of-00002.gguf", "Q8_0/tiny-Q8_0-00002-of-00002.gguf"]
+    folder = store.model_dir("test-org/Split-GGUF")
+    joined = b"".join((folder / e.name).read_bytes() for e in entries)
+    repo = fake_hub.repos["test-org/Split-GGUF"]
+    assert joined == repo.files["Q8_0/tiny-Q8_0-00001-of-00002.gguf"] + repo.files["Q8_0/tiny-Q8_0-00002-of-00002.gguf"]
+
+
+def test_a_repo_with_a_projector_is_a_vlm_and_brings_its_f16_projector(hub_env):
+    assert run_nexa(hub_env, "pull", "test-org/Vision-GGUF").returncode == 0
+    manifest = store_of(hub_env).get("test-org/Vision-GGUF")
+    assert manifest.model_type is ModelType.vlm and manifest.mmproj.name == "mmproj-vision-F16.gguf"
+    assert (store_of(hub_env).model_dir("test-org/Vision-GGUF") / "mmproj-vision-F16.gguf").is_file()
+
+
+def test_embedders_and_rerankers_are_recognised_from_their_header(hub_env):
+    for repo, kind in (("test-org/Embed-GGUF", ModelType.embedder), ("test-org/Rerank-GGUF", ModelType.reranker)):
+        result = run_nexa(hub_env, "pull", repo)
+        assert result.returncode == 0, result.stderr
+        assert store_of(hub_env).get(repo).model_type is kind
+        assert "Select quant" not in result.stdout  # a single quant needs no choice
+
+
+def test_a_gated_repo_says_how_to_log_in_and_pulls_with_a_token(hub_env):
+    result = run_nexa(hub_env, "pull", "test-org/Gated-GGUF", "-t", "llm")
+    assert result.returncode == 1
+    assert "gated or private" in result.stderr and "HF_TOKEN=" in result.stderr and "hf auth login" in result.stderr
+    assert "Traceback" not in result.stderr and store_of(hub_env).get("test-org/Gated-GGUF") is None
+    for variable in ("HF_TOKEN", "NEXA_HFTOKEN"):
+        env = {**hub_env, variable: TOKEN, "NEXA_DATADIR": hub_env["NEXA_DATADIR"] + variable}
+        result = run_nexa(env, "pull", "test-org/Gated-GGUF", "-t", "llm")
+        assert result.returncode == 0, result.stderr
+
+
+def test_a_missing_repo_and_a_repo_without_gguf_say_so(hub_env):
+    missing = run_nexa(hub_env, "pull", "test-org/No-Such-GGUF")
+    assert missing.returncode == 1 and "test-org/No-Such-GGUF does not exist" in missing.stderr
+    no_gguf = run_nexa(hub_env, "pull", "test-org/Safetensors")
+    assert no_gguf.returncode == 1 and "has no GGUF model files" in no_gguf.stderr
+    unknown_quant = run_nexa(hub_env, "pull", f"{TINY}:Q2_K")
+    assert unknown_quant.returncode == 1 and "has no quant Q2_K; it has Q4_K_M, Q8_0" in unknown_quant.stderr
+    assert "Traceback" not in missing.stderr + no_gguf.stderr + unknown_quant.stderr
+
+
+def test_a_file_that_fails_its_sha256_is_deleted_and_no_model_is_written(hub_env):
+    result = run_nexa(hub_env, "pull", "test-org/Corrupt-GGUF", "-t", "llm")
+    assert result.returncode == 1 and "is corrupt" in result.stderr and "sha256" in result.stderr
+    assert store_of(hub_env).get("test-org/Corrupt-GGUF") is None
+    assert not list(store_of(hub_env).model_dir("test-org/Corrupt-GGUF").glob("*.gguf*"))
+    assert "No models yet" in run_nexa(hub_env, "list").stdout
+
+
+def test_a_dropped_download_resumes_on_the_next_pull_and_ends_byte_identical(hub_env, fake_hub, tiny_dir):
+    name = "big-Q4_0.gguf"
+    big = (tiny_dir / "qwen3-script-text.gguf").read_bytes() + random.Random(3).randbytes(11 << 20)
+    fake_hub.repos["test-org/Big-GGUF"] = FakeRepo({name: big}, drops={name: 3})  # more than one pull retries
+    first = run_nexa(hub_env, "pull", "test-org/Big-GGUF", "-t", "llm")
+    assert first.returncode == 1 and "run the same nexa pull again to resume" in first.stderr
+    assert store_of(hub_env).get("test-org/Big-GGUF") is None
+    [partial] = partials(hub_env)
+    kept = partial.stat().st_size
+    assert 0 < kept < len(big) and partial.read_bytes() == big[:kept]
+
+    before = len(fake_hub.requests_for("/cdn/"))
+    second = run_nexa(hub_env, "pull", "test-org/Big-GGUF", "-t", "llm")
+    assert second.returncode == 0, second.stderr
+    assert fake_hub.requests_for("/cdn/")[before].range == f"bytes={kept}-"
+    assert (store_of(hub_env).model_dir("test-org/Big-GGUF") / name).read_bytes() == big
+    assert partials(hub_env) == []
+
+
+def test_a_second_pull_of_the_same_model_waits_for_the_first(hub_env):
+    folder = store_of(hub_env).model_dir(TINY)
+    folder.mkdir(parents=True)
+    with (folder / ".pull.lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # as a running pull holds it
+        child = pexpect.spawn(sys.executable, ["-m", "nexa", "pull", TINY, "--yes"], env=hub_env,
+                              encoding="utf-8", timeout=60)
+        child.expect("another nexa pull of test-org/Tiny-GGUF is running; waiting")
+        assert store_of(hub_env).get(TINY) is None
+        fcntl.flock(lock, fcntl.LOCK_UN)
+    child.expect("pulled test-org/Tiny-GGUF:Q4_K_M")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+
+
+def test_a_pulled_model_is_served_and_answers_a_chat_request(hub_env):
+    assert run_nexa(hub_env, "pull", TINY, "--yes").returncode == 0
+    server = ServerProcess(Path(hub_env["NEXA_DATADIR"]))
+    try:
+        client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)
+        reply = client.chat.completions.create(model=TINY, messages=[{"role": "user", "content": "hi"}])
+        assert reply.choices[0].message.content == "Hello from a scripted model."
+    finally:
+        server.stop()
+
+
+def test_hub_settings_are_read_from_the_environment_at_pull_time(hub_env):
+    # HF_ENDPOINT pointing nowhere: the pull says it cannot reach it, rather than asking huggingface.co
+    result = run_nexa({**hub_env, "HF_ENDPOINT": "http://127.0.0.1:9"}, "pull", TINY)
+    assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
+    assert "Traceback" not in result.stderr
