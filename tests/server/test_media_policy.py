@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from nexa.compat import media_policy
+from nexa.compat.media import MediaPolicy, fetch_remote
 from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url, refused_address
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
@@ -97,3 +101,27 @@ def test_an_unresolvable_host_is_a_clear_400():
 def test_settings_read_media_roots_from_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("NEXA_MEDIA_ROOT", f"{tmp_path}/a:{tmp_path}/b")
     assert Settings().media_root == [Path(f"{tmp_path}/a"), Path(f"{tmp_path}/b")]
+
+
+def test_every_redirect_hop_is_checked(monkeypatch):
+    """A URL that passes may redirect into the private network: the next hop is refused."""
+
+    class Redirect(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.2:{self.server.server_address[1]}/inside.png")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    # Pretend 127.0.0.1 is public, so that only the redirect's target is refused.
+    monkeypatch.setattr(media_policy, "refused_address", lambda address: str(address) == "127.0.0.2")
+    try:
+        with pytest.raises(Forbidden) as info:
+            asyncio.run(fetch_remote(f"http://127.0.0.1:{httpd.server_address[1]}/outside.png", MediaPolicy()))
+        assert "127.0.0.2" in info.value.message
+    finally:
+        httpd.shutdown()

@@ -7,6 +7,7 @@ import hmac
 import logging
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -19,6 +20,7 @@ from nexa.server import security
 from nexa.server.schemas import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_PROMPTS, CompletionRequest
 from nexa.store import Store
 from tests.conftest import ServerProcess
+from tests.fixtures.media_samples import image_bytes
 
 SCRIPT = "Hello from a scripted model."
 HI = [{"role": "user", "content": "hi"}]
@@ -284,3 +286,41 @@ def test_a_worker_listens_on_loopback_and_refuses_requests_without_its_key(sessi
     with caplog.at_level(logging.DEBUG):
         asyncio.run(check())
     assert keys and caplog.records and all(keys[0] not in r.getMessage() for r in caplog.records)
+
+
+# ---------------------------------------------------------------- media paths off loopback
+
+
+@pytest.fixture(scope="module")
+def network_server(session_store, tmp_path_factory) -> Iterator[tuple[httpx.Client, Path]]:
+    """Bound to this machine's network address, with a key and one media root."""
+    address = own_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback address to bind")
+    root = tmp_path_factory.mktemp("media-root")
+    process = ServerProcess(session_store.root, "--api-key", KEYS[0], "--media-root", str(root), host=address)
+    with httpx.Client(base_url=process.base_url, headers=bearer(), timeout=60) as client:
+        yield client, root
+    process.stop()
+
+
+def look_at(path: Path) -> dict:
+    parts = [{"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": str(path)}}]
+    return {"model": "test/vision-gemma3", "messages": [{"role": "user", "content": parts}]}
+
+
+def test_a_network_server_reads_media_under_its_media_root(network_server):
+    http, root = network_server
+    (root / "cat.png").write_bytes(image_bytes("PNG"))
+    response = http.post("/v1/chat/completions", json=look_at(root / "cat.png"))
+    assert response.status_code == 200, response.text
+
+
+def test_a_network_server_refuses_other_paths_without_showing_them(network_server, tmp_path):
+    http, root = network_server
+    secret = tmp_path / "secret.png"
+    secret.write_text("the secret contents")
+    (root / "escape.png").symlink_to(secret)
+    for path in (secret, root / "escape.png", root / ".." / secret.name, Path("/etc/passwd")):
+        error = assert_error(http.post("/v1/chat/completions", json=look_at(path)), 403, "permission_error")
+        assert "--media-root" in error["message"] and "secret contents" not in error["message"]
