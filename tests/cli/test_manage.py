@@ -21,6 +21,9 @@ def test_list_and_show_describe_a_pulled_model(hub_env):
     for line in ("architecture +qwen3", "parameters +365.4K", "context length +2048", "chat template +yes",
                  "capabilities +completion, chat", "source +hf:test-org/Tiny-GGUF"):
         assert re.search(line, shown), (line, shown)
+    assert run_nexa(hub_env, "pull", "test-org/Vision-GGUF", "--yes").returncode == 0
+    shown = run_nexa(hub_env, "show", "test-org/Vision-GGUF").stdout
+    assert re.search("capabilities +completion, chat, vision", shown) and "mmproj-vision-F16.gguf" in shown
     missing = run_nexa(hub_env, "show", "test-org/Other")
     assert missing.returncode == 1 and "nexa pull test-org/Other" in missing.stderr
 

@@ -128,6 +128,30 @@ def test_a_dropped_download_resumes_on_the_next_pull_and_ends_byte_identical(hub
     assert partials(hub_env) == []
 
 
+def test_ctrl_c_keeps_the_partial_download_and_the_next_pull_continues_it(hub_env, fake_hub, tiny_dir):
+    name = "slow-Q4_0.gguf"
+    data = (tiny_dir / "qwen3-script-text.gguf").read_bytes() + random.Random(4).randbytes(8 << 20)
+    fake_hub.repos["test-org/Slow-GGUF"] = FakeRepo({name: data}, slow={name: 1})
+    partial = store_of(hub_env).model_dir("test-org/Slow-GGUF") / (name + ".incomplete")
+    child = pexpect.spawn(sys.executable, ["-m", "nexa", "pull", "test-org/Slow-GGUF", "-t", "llm"], env=hub_env,
+                          encoding="utf-8", timeout=60)
+    while not (partial.is_file() and partial.stat().st_size > 0):
+        assert child.isalive(), child.read()
+        child.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.02)
+    child.sendintr()
+    child.expect("interrupted; run the same nexa pull again to continue where it stopped")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 1 and store_of(hub_env).get("test-org/Slow-GGUF") is None
+    kept = partial.stat().st_size
+    assert 0 < kept < len(data)
+
+    before = len(fake_hub.requests_for("/cdn/"))
+    assert run_nexa(hub_env, "pull", "test-org/Slow-GGUF", "-t", "llm").returncode == 0
+    assert fake_hub.requests_for("/cdn/")[before].range == f"bytes={kept}-"
+    assert (partial.parent / name).read_bytes() == data and not partial.exists()
+
+
 def test_a_second_pull_of_the_same_model_waits_for_the_first(hub_env):
     folder = store_of(hub_env).model_dir(TINY)
     folder.mkdir(parents=True)

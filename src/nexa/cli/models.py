@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -53,14 +53,14 @@ def show(
         raise ModelNotFound(f"{path} is missing; pull it again: nexa pull {manifest.name}:{quant}")
     info = read_info(path)
     table = Table(show_header=False, box=None)
-    for key, value in _show_rows(manifest, quant, info, store.size_on_disk(manifest)):
+    for key, value in _show_rows(manifest, quant, info, folder, store.size_on_disk(manifest)):
         table.add_row(f"[bold]{key}[/]", value)
     console.print(table)
 
 
-def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, on_disk: int) -> list[tuple[str, str]]:
+def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, folder: Path, on_disk: int) -> list[tuple[str, str]]:
     quants = ", ".join(f"{q} ({human_size(e.size)})" for q, e in sorted(manifest.quants.items()))
-    capabilities = _capabilities(manifest, info)
+    capabilities = _capabilities(manifest, info, folder)
     return [
         ("name", manifest.name),
         ("type", manifest.model_type.value),
@@ -79,14 +79,19 @@ def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, on_disk: int) -> 
     ]
 
 
-def _capabilities(manifest: Manifest, info: GGUFInfo) -> str:
+def _capabilities(manifest: Manifest, info: GGUFInfo, folder: Path) -> str:
+    """What requests the model can serve, from its type, its chat template and its projector's header."""
     kind = manifest.model_type.value
     if kind == "embedder":
         return "embeddings"
     if kind == "reranker":
         return "reranking"
     found = ["completion"] + (["chat"] if info.has_chat_template else [])
-    return ", ".join(found + (["vision"] if kind == "vlm" and manifest.mmproj else []))
+    projector = manifest.mmproj.location(folder) if manifest.mmproj else None
+    if kind == "vlm" and projector is not None and projector.is_file():
+        media = read_info(projector)
+        found += (["vision"] if media.vision else []) + (["audio"] if media.audio else [])
+    return ", ".join(found)
 
 
 def _count(n: int) -> str:

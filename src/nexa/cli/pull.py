@@ -36,8 +36,8 @@ def pull(
 ) -> None:
     """Get a model into the store, from Hugging Face or from disk.
 
-    On a terminal it asks for the model type and the quant; otherwise it takes the defaults
-    (Q4_K_M, then Q4_0, then Q8_0, then the smallest). An interrupted pull resumes.
+    On a terminal it asks for the model type and the quant; otherwise it takes the defaults (Q4_K_M, then Q4_0, then Q8_0, then the smallest). An interrupted pull resumes.
+
     Gated or private repos need HF_TOKEN (or NEXA_HFTOKEN); HF_ENDPOINT selects a mirror.
 
     Examples:
@@ -73,8 +73,11 @@ def pull(
             f"No terminal to ask on: using {', '.join(chooser.defaulted)} "
             "(choose with --model-type and --quant, or pass --yes to accept defaults quietly)"
         )
-    with _ProgressEvents() as events:
-        manifest, fetched = hub_pull.pull(store, files, chosen_quant, chosen_type, events)
+    try:
+        with _ProgressEvents() as events:
+            manifest, fetched = hub_pull.pull(store, files, chosen_quant, chosen_type, events)
+    except KeyboardInterrupt:
+        raise HubError("interrupted; run the same nexa pull again to continue where it stopped") from None
     if not fetched:
         _already(manifest, chosen_quant)
         return
