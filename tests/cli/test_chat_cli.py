@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import pexpect
 import pytest
+from PIL import Image
 
+from nexa.cli.chat import server_url
 from nexa.store import Store
 from tests.conftest import ServerProcess
 
@@ -72,9 +76,9 @@ def test_repl_keeps_the_conversation_and_saves_clears_and_loads_it(session_store
     assert "Hi there" in (session_store.root / "history").read_text()  # line history persists
 
 
-def test_repl_reads_a_multi_line_block(session_store: Store, tmp_path: Path):
+def test_repl_reads_a_multi_line_block(session_store: Store, server: ServerProcess, tmp_path: Path):
     saved = tmp_path / "chat.json"
-    child = spawn(session_store, "infer", SCRIPTED)
+    child = spawn(session_store, "run", SCRIPTED, "--host", server.base_url)
     child.sendline('"""first line')
     child.expect(r"\.\.\.")
     ask(child, 'second line"""', SCRIPTED_ANSWER)
@@ -139,3 +143,66 @@ def test_run_without_a_server_says_how_to_start_one(session_store: Store):
     result = nexa(session_store, "run", SCRIPTED, "--host", "127.0.0.1:9", "-p", "Hi")
     assert result.returncode == 1
     assert "nexa serve" in result.stderr
+
+
+def test_hide_think_hides_reasoning_until_think_shows_it_dimmed(session_store: Store, server: ServerProcess):
+    child = spawn(session_store, "run", "test/qwen3-think", "--host", server.base_url, "--hide-think")
+    child.sendline("Weather?")
+    child.expect("It is sunny in Paris.")
+    assert "The user asks" not in child.before
+    child.expect(PROMPT)
+    command(child, "/think", "reasoning shown")
+    ask(child, "Weather again?", re.escape("\x1b[2mThe user asks about weather."))
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
+def test_repl_prints_tool_calls(session_store: Store, server: ServerProcess, tmp_path: Path):
+    tools = tmp_path / "tools.json"
+    tools.write_text(json.dumps([{"type": "function", "function": {
+        "name": "get_weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+    }}]))
+    child = spawn(session_store, "run", "test/qwen3-tool", "--host", server.base_url, "--tools", str(tools))
+    ask(child, "Weather in Paris?", re.escape('get_weather({"city": "Paris"})'))
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+
+
+def test_repl_sends_image_files_named_in_the_prompt_to_a_vision_model(
+    session_store: Store, server: ServerProcess, tmp_path: Path
+):
+    image, saved = tmp_path / "red dot.png", tmp_path / "chat.json"
+    Image.new("RGB", (32, 32), "red").save(image)
+    child = spawn(session_store, "run", "test/vision-gemma3", "--host", server.base_url)
+    ask(child, f'What is in "{image}"?', SCRIPTED_ANSWER)
+    command(child, f"/save {saved}", "saved")
+    child.sendline("/exit")
+    child.expect(pexpect.EOF)
+    assert json.loads(saved.read_text())[0]["content"] == [
+        {"type": "text", "text": "What is in ?"}, {"type": "image_url", "image_url": str(image)},
+    ]
+
+
+def test_one_shot_sends_audio_files_to_an_audio_model(session_store: Store, server: ServerProcess, tmp_path: Path):
+    audio = tmp_path / "silence.wav"
+    with wave.open(str(audio), "wb") as out:
+        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
+        out.writeframes(b"\0\0" * 16000)
+    result = nexa(session_store, "run", "test/audio-qwen2a", "--host", server.base_url, "-p", f"Transcribe {audio}",
+                  "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["usage"]["prompt_tokens"] > 100  # the audio's tokens were in the prompt
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("example.org:8080", "http://example.org:8080"),
+        ("example.org", "http://example.org:18181"),
+        ("0.0.0.0:9000", "http://127.0.0.1:9000"),
+        ("[::1]:9000", "http://[::1]:9000"),
+        ("https://nexa.example.org/", "https://nexa.example.org/"),
+    ],
+)
+def test_server_url_accepts_what_nexa_serve_binds(host: str, url: str):
+    assert server_url(host) == url

@@ -27,7 +27,7 @@ class LocalServer:
         self.manager = ModelManager(Store(settings.datadir), settings)
         self._socket = socket.socket()
         self._socket.bind(("127.0.0.1", 0))  # bound now, so no other process can take the port
-        self.base_url = "http://127.0.0.1:%d" % self._socket.getsockname()[1]
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
         config = uvicorn.Config(
             create_app(self.manager), log_config=None, log_level="warning", access_log=False,
             timeout_graceful_shutdown=5,
