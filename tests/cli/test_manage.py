@@ -9,19 +9,20 @@ from pathlib import Path
 
 import pexpect
 
-from nexa.store import Store
-from tests.fixtures.fake_hub import run_nexa
+from nexa.store import ModelRef, ModelType, Store
+from nexa.store.importer import import_local
+from tests.fixtures.fake_hub import pull_in_process, run_nexa
 
 
 def test_list_and_show_describe_a_pulled_model(hub_env):
-    assert run_nexa(hub_env, "pull", "test-org/Tiny-GGUF", "--yes").returncode == 0
+    pull_in_process(hub_env, "test-org/Tiny-GGUF")
     listing = run_nexa(hub_env, "list").stdout
     assert "SIZE ON DISK" in listing and "test-org/Tiny-GGUF" in listing and "1.5 MB" in listing
     shown = run_nexa(hub_env, "show", "test-org/tiny-gguf").stdout
     for line in ("architecture +qwen3", "parameters +365.4K", "context length +2048", "chat template +yes",
                  "capabilities +completion, chat", "source +hf:test-org/Tiny-GGUF"):
         assert re.search(line, shown), (line, shown)
-    assert run_nexa(hub_env, "pull", "test-org/Vision-GGUF", "--yes").returncode == 0
+    pull_in_process(hub_env, "test-org/Vision-GGUF", ModelType.vlm)
     shown = run_nexa(hub_env, "show", "test-org/Vision-GGUF").stdout
     assert re.search("capabilities +completion, chat, vision", shown) and "mmproj-vision-F16.gguf" in shown
     missing = run_nexa(hub_env, "show", "test-org/Other")
@@ -31,9 +32,9 @@ def test_list_and_show_describe_a_pulled_model(hub_env):
 def test_clean_asks_first_then_removes_models_and_partials_but_not_imported_files(hub_env, tiny_dir, tmp_path):
     own = tmp_path / "mine-Q4_0.gguf"
     shutil.copy(tiny_dir / "qwen3-script-text.gguf", own)
-    assert run_nexa(hub_env, "pull", "me/mine", "--local-path", str(own)).returncode == 0
-    assert run_nexa(hub_env, "pull", "test-org/Tiny-GGUF", "--yes").returncode == 0
     store = Store(Path(hub_env["NEXA_DATADIR"]))
+    import_local(store, ModelRef.parse("me/mine"), own)
+    pull_in_process(hub_env, "test-org/Tiny-GGUF")
     leftover = store.model_dir("test-org/Half-GGUF") / "half-Q4_0.gguf.incomplete"
     leftover.parent.mkdir(parents=True)
     leftover.write_bytes(b"partial")

@@ -1,19 +1,22 @@
-"""`nexa pull` against a local fake Hugging Face Hub, run as a user runs it: a subprocess with HF_ENDPOINT set."""
+"""`nexa pull` against a local fake Hugging Face Hub, run as a user runs it (a subprocess with HF_ENDPOINT set)."""
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import random
+import shutil
 import sys
 from pathlib import Path
 
 import openai
 import pexpect
+import pytest
 
+from nexa.errors import StoreError
 from nexa.store import ModelType, Store
 from tests.conftest import ServerProcess
-from tests.fixtures.fake_hub import TOKEN, FakeRepo, run_nexa
+from tests.fixtures.fake_hub import TOKEN, FakeRepo, pull_in_process, run_nexa
 
 TINY = "test-org/Tiny-GGUF"
 
@@ -109,6 +112,14 @@ def test_a_file_that_fails_its_sha256_is_deleted_and_no_model_is_written(hub_env
     assert "No models yet" in run_nexa(hub_env, "list").stdout
 
 
+def test_a_pull_that_does_not_fit_on_the_disk_stops_before_downloading(hub_env, fake_hub, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(10**9, 10**9 - 10**5, 10**5))
+    downloads = len(fake_hub.requests_for("/cdn/"))
+    with pytest.raises(StoreError, match=r"needs 1 MB more but .* has 0 MB free; free some space"):
+        pull_in_process(hub_env, TINY)
+    assert len(fake_hub.requests_for("/cdn/")) == downloads and store_of(hub_env).get(TINY) is None
+
+
 def test_a_dropped_download_resumes_on_the_next_pull_and_ends_byte_identical(hub_env, fake_hub, tiny_dir):
     name = "big-Q4_0.gguf"
     big = (tiny_dir / "qwen3-script-text.gguf").read_bytes() + random.Random(3).randbytes(11 << 20)
@@ -169,7 +180,7 @@ def test_a_second_pull_of_the_same_model_waits_for_the_first(hub_env):
 
 
 def test_a_pulled_model_is_served_and_answers_a_chat_request(hub_env):
-    assert run_nexa(hub_env, "pull", TINY, "--yes").returncode == 0
+    pull_in_process(hub_env, TINY)
     server = ServerProcess(Path(hub_env["NEXA_DATADIR"]))
     try:
         client = openai.OpenAI(base_url=server.base_url + "/v1", api_key="unused", max_retries=0, timeout=60)

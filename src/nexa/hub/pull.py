@@ -81,7 +81,7 @@ def _check_disk(folder: Path, wanted: list[RemoteFile]) -> None:
     free = shutil.disk_usage(folder).free
     if needed > free:
         raise StoreError(
-            f"this pull needs {needed / 1e9:.2f} GB more but {folder} has {free / 1e9:.2f} GB free; "
+            f"this pull needs {needed / 1e6:,.0f} MB more but {folder} has {free / 1e6:,.0f} MB free; "
             "free some space (nexa remove, nexa clean) or point NEXA_DATADIR at a bigger disk"
         )
 
