@@ -13,7 +13,7 @@ import openai
 import pexpect
 import pytest
 
-from nexa.errors import StoreError
+from nexa.errors import HubError, StoreError
 from nexa.store import ModelType, Store
 from tests.conftest import ServerProcess
 from tests.fixtures.fake_hub import TOKEN, FakeRepo, pull_in_process, run_nexa
@@ -73,6 +73,11 @@ def test_a_repo_with_a_projector_is_a_vlm_and_brings_its_f16_projector(hub_env):
     manifest = store_of(hub_env).get("test-org/Vision-GGUF")
     assert manifest.model_type is ModelType.vlm and manifest.mmproj.name == "mmproj-vision-F16.gguf"
     assert (store_of(hub_env).model_dir("test-org/Vision-GGUF") / "mmproj-vision-F16.gguf").is_file()
+
+
+def test_a_vlm_without_a_projector_in_the_repo_is_refused(hub_env):
+    with pytest.raises(HubError, match="has no projector .mmproj. file, so it cannot be a vlm"):
+        pull_in_process(hub_env, TINY, ModelType.vlm)
 
 
 def test_embedders_and_rerankers_are_recognised_from_their_header(hub_env):

@@ -11,6 +11,7 @@ import os
 from huggingface_hub import HfApi, hf_hub_url
 from huggingface_hub.utils import build_hf_headers
 
+from nexa import __version__
 from nexa.errors import HubError
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -28,12 +29,12 @@ def token() -> str | None:
 
 
 def api() -> HfApi:
-    return HfApi(endpoint=endpoint(), token=token())
+    return HfApi(endpoint=endpoint(), token=token(), library_name="nexa", library_version=__version__)
 
 
 def auth_headers() -> dict[str, str]:
     """The headers huggingface_hub itself sends: user agent and, when there is one, the token."""
-    return build_hf_headers(token=token())
+    return build_hf_headers(token=token(), library_name="nexa", library_version=__version__)
 
 
 def file_url(repo: str, revision: str, filename: str) -> str:

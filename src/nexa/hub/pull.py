@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
-from nexa.errors import StoreError
+from nexa.errors import HubError, StoreError
 from nexa.hub.download import download, fetch_prefix, present_bytes
 from nexa.hub.resolve import RemoteFile, RepoFiles
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
@@ -50,7 +50,11 @@ def pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, even
             return existing, False
         wanted = list(files.quants[quant])
         mmproj = files.mmproj() if model_type is ModelType.vlm else None
-        if mmproj is not None and not (existing and existing.mmproj):
+        has_mmproj = existing is not None and existing.mmproj is not None
+        if model_type is ModelType.vlm and mmproj is None and not has_mmproj:
+            raise HubError(f"{files.repo} has no projector (mmproj) file, so it cannot be a vlm; "
+                           "pull it as --model-type llm, or pull the vision model's own GGUF repo")
+        if mmproj is not None and not has_mmproj:
             wanted.append(mmproj)
         _check_disk(folder, wanted)
         entries = {f.name: _fetch(store, files, f, folder, events) for f in wanted}
