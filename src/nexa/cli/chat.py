@@ -6,6 +6,8 @@ After that both are the same code (talk.py): one client, one REPL, one one-shot 
 
 from __future__ import annotations
 
+import sys
+from contextlib import redirect_stdout
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -45,7 +47,8 @@ def _ensure_pulled(name: str, datadir: Path) -> None:
         Store(datadir).resolve(ModelRef.parse(name))
     except ModelNotFound:
         err_console.print(f"{name} is not pulled yet; pulling it first")
-        pull_command.pull(name, data_dir=datadir)
+        with redirect_stdout(sys.stderr):  # stdout is for answers only, even the first time
+            pull_command.pull(name, data_dir=datadir)
 
 
 def _first_key(keys: str | None) -> str | None:

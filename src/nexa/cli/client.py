@@ -8,8 +8,8 @@ exceptions are translated here, once, into nexa's errors.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -64,7 +64,6 @@ class Answer:
     started: float = field(default_factory=time.monotonic)
     first_token: float | None = None
     finished: float | None = None
-    interrupted: bool = False
 
     def message(self) -> dict[str, Any]:
         """The assistant message to keep in the conversation."""
@@ -86,7 +85,7 @@ class Answer:
 class AnswerStream:
     """Iterate to get deltas; `answer` fills in as they come. Closing it stops the generation on the server."""
 
-    def __init__(self, stream: openai.Stream, answer: Answer, translate: Any):
+    def __init__(self, stream: openai.Stream, answer: Answer, translate: Callable[[], AbstractContextManager[None]]):
         self._stream = stream
         self._translate = translate
         self.answer = answer
@@ -102,20 +101,18 @@ class AnswerStream:
 
     def _take(self, delta: Any) -> Iterator[Delta]:
         answer = self.answer
-        reasoning = getattr(delta, "reasoning_content", None)
-        pieces = [("reasoning", reasoning), ("content", delta.content)]
+        reasoning = getattr(delta, "reasoning_content", None)  # a nexa field: the client keeps it as an extra
         if reasoning or delta.content or delta.tool_calls:
             answer.first_token = answer.first_token or time.monotonic()
             answer.tokens += 1  # llama.cpp sends a token per chunk; the final usage chunk corrects the count
         for call in delta.tool_calls or []:
             self._merge_tool_call(call)
-        for kind, text in pieces:
-            if text:
-                if kind == "reasoning":
-                    answer.reasoning += text
-                else:
-                    answer.content += text
-                yield Delta(kind, text)  # type: ignore[arg-type]
+        if reasoning:
+            answer.reasoning += reasoning
+            yield Delta("reasoning", reasoning)
+        if delta.content:
+            answer.content += delta.content
+            yield Delta("content", delta.content)
 
     def _merge_tool_call(self, call: Any) -> None:
         """Tool calls stream as fragments keyed by index: name first, then pieces of the JSON arguments."""
@@ -129,8 +126,7 @@ class AnswerStream:
             target["function"]["arguments"] += call.function.arguments or ""
 
     def close(self) -> None:
-        self.answer.interrupted = True
-        self.answer.finished = time.monotonic()
+        self.answer.finished = self.answer.finished or time.monotonic()
         self._stream.close()
 
 

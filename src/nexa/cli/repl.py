@@ -104,30 +104,27 @@ class Repl:
         return "\n".join(lines).strip("\n")
 
     def _turn(self, text: str) -> None:
+        """Ask, print the answer as it streams, and keep it; a prompt that got no answer is forgotten."""
         self.conversation.add_user(text)
+        stream = None
         try:
             stream = self.client.stream_chat(self.model, self.conversation.messages, self.sampling, self.tools)
-        except NexaError as exc:
-            self.conversation.undo_user()
-            self.console.print(f"[red]error:[/] {exc.message}", highlight=False)
-            return
-        try:
             print_answer(stream, self.console, self.show_think)
-        except KeyboardInterrupt:
-            stream.close()  # closing the HTTP stream makes the server stop generating
+        except KeyboardInterrupt:  # also while the prompt is still being read, before the first token
             self.console.print("\n[yellow]stopped[/]", end="")
         except NexaError as exc:
-            stream.close()
             self.console.print(f"\n[red]error:[/] {exc.message}", end="", highlight=False)
-        answer = stream.answer
+        finally:
+            if stream is not None:
+                stream.close()  # closing the HTTP stream makes the server stop generating
         self.console.print()
-        print_tool_calls(answer, self.console)
-        if answer.content or answer.tool_calls:
-            self.conversation.add(answer.message())
-        else:
+        answer = stream.answer if stream is not None else None
+        if answer is None or not (answer.content or answer.tool_calls):
             self.conversation.undo_user()
-        if stats := answer.stats():
-            self.console.print(stats, style="dim", highlight=False)
+            return
+        print_tool_calls(answer, self.console)
+        self.conversation.add(answer.message())
+        self.console.print(answer.stats(), style="dim", highlight=False)
 
     def _command(self, text: str) -> bool:
         """Run a /command; False means leave."""
