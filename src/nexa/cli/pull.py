@@ -15,7 +15,7 @@ from nexa.cli.common import DataDirOpt, console, human_size, open_store
 from nexa.errors import HubError
 from nexa.hub import pull as hub_pull
 from nexa.hub.resolve import RepoFiles, list_repo
-from nexa.store import Manifest, ModelRef, ModelType
+from nexa.store import Manifest, ModelRef, ModelType, Store
 from nexa.store.importer import import_local
 
 ModelTypeOpt = Annotated[
@@ -54,6 +54,11 @@ def pull(
         quants = ", ".join(sorted(manifest.quants))
         console.print(f"[green]✓[/] {manifest.name} ({manifest.model_type.value}; {quants}) imported from {local_path}")
         return
+    _pull_from_hub(store, ref, model_type, yes)
+
+
+def _pull_from_hub(store: Store, ref: ModelRef, model_type: ModelType | None, yes: bool) -> None:
+    """List the repo, settle type and quant (flag, prompt or default), then download with progress bars."""
     existing = store.get(ref.repo)
     if existing is not None and ref.quant in existing.quants:
         _already(existing, ref.quant)

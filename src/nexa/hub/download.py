@@ -95,6 +95,9 @@ def _fetch_rest(url: str, repo: str, partial: Path, size: int, on_progress: Call
     if offset:
         headers["Range"] = f"bytes={offset}-"
     with httpx.stream("GET", url, headers=headers, follow_redirects=True, timeout=_TIMEOUT) as response:
+        if response.status_code == 416:  # the file on the Hub is not what the partial one was part of
+            partial.unlink()
+            raise HubError(f"{partial.name} no longer matches the file on the Hub; it was deleted, run nexa pull again")
         if response.status_code >= 400:
             raise hf.access_error(repo, response.status_code)
         resumed = response.status_code == 206
