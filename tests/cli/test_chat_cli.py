@@ -16,7 +16,7 @@ from PIL import Image
 
 from nexa.cli.chat import server_url
 from nexa.store import Store
-from tests.conftest import ServerProcess
+from tests.conftest import ServerProcess, worker_pids
 
 SCRIPTED = "test/qwen3-text"
 SCRIPTED_ANSWER = "Hello from a scripted model."
@@ -56,7 +56,7 @@ def command(child: pexpect.spawn, text: str, expected: str) -> None:
 
 
 def test_repl_keeps_the_conversation_and_saves_clears_and_loads_it(session_store: Store, tmp_path: Path):
-    saved, resaved = tmp_path / "chat.json", tmp_path / "again.json"
+    saved, resaved, retold = tmp_path / "chat.json", tmp_path / "cleared.json", tmp_path / "terse.json"
     child = spawn(session_store, "infer", SCRIPTED, "--system", "Be brief.")
     ask(child, "Hi there", SCRIPTED_ANSWER)
     ask(child, "And again?", SCRIPTED_ANSWER)
@@ -64,6 +64,8 @@ def test_repl_keeps_the_conversation_and_saves_clears_and_loads_it(session_store
     command(child, "/clear", "conversation cleared")
     command(child, f"/save {resaved}", "saved 1 message ")
     command(child, f"/load {saved}", "loaded 5 messages")
+    command(child, "/system Be terse.", "system prompt set")
+    command(child, f"/save {retold}", "saved 5 messages")
     command(child, "/nonsense", "unknown command /nonsense")
     child.sendline("/exit")
     child.expect(pexpect.EOF)
@@ -73,6 +75,7 @@ def test_repl_keeps_the_conversation_and_saves_clears_and_loads_it(session_store
     assert [m["role"] for m in messages] == ["system", "user", "assistant", "user", "assistant"]
     assert [m["content"] for m in messages[1:]] == ["Hi there", SCRIPTED_ANSWER, "And again?", SCRIPTED_ANSWER]
     assert json.loads(resaved.read_text()) == [{"role": "system", "content": "Be brief."}]
+    assert json.loads(retold.read_text()) == [{"role": "system", "content": "Be terse."}, *messages[1:]]
     assert "Hi there" in (session_store.root / "history").read_text()  # line history persists
 
 
@@ -196,12 +199,13 @@ def test_server_url_accepts_what_nexa_serve_binds(host: str, url: str):
     assert server_url(host) == url
 
 
-def test_infer_pulls_a_missing_model_first(hub_env: dict[str, str]):
+def test_infer_pulls_a_missing_model_first_and_stops_its_worker_on_exit(hub_env: dict[str, str]):
     result = subprocess.run([sys.executable, "-m", "nexa", "infer", "test-org/Tiny-GGUF", "-p", "Hi"],
                             env={**hub_env, "NEXA_THREADS": "1"}, input="", capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == f"{SCRIPTED_ANSWER}\n"
     assert "pulling it first" in result.stderr
+    assert worker_pids(Path(hub_env["NEXA_DATADIR"])) == []
 
 
 def test_embedder_prints_each_vectors_size_and_head(session_store: Store, server: ServerProcess):
