@@ -199,4 +199,6 @@ def test_hub_settings_are_read_from_the_environment_at_pull_time(hub_env):
     # HF_ENDPOINT pointing nowhere: the pull says it cannot reach it, rather than asking huggingface.co
     result = run_nexa({**hub_env, "HF_ENDPOINT": "http://127.0.0.1:9"}, "pull", TINY)
     assert result.returncode == 1 and "cannot reach http://127.0.0.1:9" in result.stderr
-    assert "Traceback" not in result.stderr
+    offline = run_nexa({**hub_env, "HF_HUB_OFFLINE": "1"}, "pull", TINY)
+    assert offline.returncode == 1 and "HF_HUB_OFFLINE is set" in offline.stderr
+    assert "Traceback" not in result.stderr + offline.stderr

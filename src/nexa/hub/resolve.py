@@ -6,7 +6,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
 
 from nexa.errors import HubError
 from nexa.hub import hf
@@ -55,6 +55,8 @@ def list_repo(repo: str) -> RepoFiles:
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else 0
         raise hf.access_error(repo, status) from exc
+    except OfflineModeIsEnabled as exc:
+        raise HubError("HF_HUB_OFFLINE is set, so nothing can be pulled; unset it and run nexa pull again") from exc
     except Exception as exc:
         if type(exc).__module__.split(".")[0] not in _NETWORK_MODULES:
             raise
