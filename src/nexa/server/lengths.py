@@ -7,7 +7,6 @@ Only texts that could be too long are tokenized: short ones cost nothing.
 
 from __future__ import annotations
 
-import asyncio
 import weakref
 from dataclasses import dataclass
 
@@ -17,7 +16,7 @@ from nexa.compat.retrieval import EngineInput, check_token_ids, fit, may_exceed,
 from nexa.errors import InvalidRequest, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.runtime.worker import Worker
-from nexa.server.relay import call
+from nexa.server.relay import call, gather_limited
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ async def fit_inputs(
             return item
         return truncated(full, await tokenize(client, lease, item, special=False), limits.tokens)
 
-    return list(await asyncio.gather(*(one(i, item) for i, item in enumerate(inputs))))
+    return await gather_limited(one(i, item) for i, item in enumerate(inputs))
 
 
 async def check_documents(client: httpx.AsyncClient, lease: Lease, query: str, documents: list[str]) -> None:
@@ -93,4 +92,4 @@ async def check_documents(client: httpx.AsyncClient, lease: Lease, query: str, d
                 param="documents", code="input_too_long",
             )
 
-    await asyncio.gather(*(one(i, d) for i, d in enumerate(documents)))
+    await gather_limited(one(i, d) for i, d in enumerate(documents))

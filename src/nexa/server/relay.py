@@ -6,10 +6,11 @@ router passes bytes through and only renames `model` to what the client asked fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Iterable
+from typing import Any, TypeVar
 
 import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -64,6 +65,22 @@ async def call(
         return await client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
+
+# Requests one client request may have open to a worker at once: enough to keep its slots busy.
+FAN_OUT = 8
+T = TypeVar("T")
+
+
+async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = FAN_OUT) -> list[T]:
+    """Await them all, at most `limit` at a time, so a huge request cannot open hundreds of
+    connections to one worker; results come back in order."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(awaitable: Awaitable[T]) -> T:
+        async with gate:
+            return await awaitable
+
+    return list(await asyncio.gather(*(one(a) for a in awaitables)))
 
 
 async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:

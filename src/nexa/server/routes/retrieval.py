@@ -1,12 +1,11 @@
 """POST /v1/embeddings, /v1/reranking (Nexa) and /v1/rerank (Cohere/Jina/llama.cpp).
 
-Large requests go to the worker in batches, sent together so the engine's slots stay
-busy; the answers are merged back into input order here.
+Large requests go to the worker in batches, several at a time so the engine's slots
+stay busy; the answers are merged back into input order here.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -28,7 +27,7 @@ from nexa.runtime import Lease
 from nexa.server.deps import Manager, WorkerClient
 from nexa.server.lengths import check_documents, fit_inputs
 from nexa.server.model_types import require_model_type
-from nexa.server.relay import call, engine_error
+from nexa.server.relay import call, engine_error, gather_limited
 from nexa.server.schemas import (
     EmbeddingList,
     EmbeddingRequest,
@@ -55,7 +54,7 @@ class _Refused(Exception):
 
 
 async def _post_batches(client: httpx.AsyncClient, lease: Lease, path: str, bodies: list[dict]) -> list[bytes]:
-    replies = await asyncio.gather(*(call(client, lease, "POST", path, body) for body in bodies))
+    replies = await gather_limited(call(client, lease, "POST", path, body) for body in bodies)
     for reply in replies:
         if reply.status_code >= 400:
             raise _Refused(engine_error(reply.status_code, reply.content))
