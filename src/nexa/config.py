@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_HOST = "127.0.0.1"
@@ -25,6 +25,40 @@ def default_threads() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def default_memory_budget() -> int:
+    """75% of RAM: room for the models with a quarter left to the system and other programs."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            total_kib = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError):
+        return 8 * 1024**3  # not Linux: assume a modest machine
+    return total_kib * 1024 * 3 // 4
+
+
+class ModelOptions(BaseModel):
+    """Per-model overrides of the serve-wide engine settings (`--model-option NAME:ctx=8192,parallel=2`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ctx: int | None = Field(None, ge=64)
+    parallel: int | None = Field(None, ge=1, le=256)
+    ngl: int | None = None
+    threads: int | None = Field(None, ge=1)
+
+    @classmethod
+    def parse(cls, option: str) -> tuple[str, ModelOptions]:
+        """'org/repo[:QUANT]:key=value,key=value' -> (name, options); names never hold '='."""
+        name, sep, pairs = option.rpartition(":")
+        if not sep or "=" not in pairs or not name:
+            raise ValueError(f"model option {option!r} must look like org/repo[:QUANT]:ctx=8192,parallel=2")
+        values = dict(pair.split("=", 1) for pair in pairs.split(",") if pair.strip())
+        try:
+            return name.strip(), cls.model_validate({k.strip(): v.strip() for k, v in values.items()})
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise ValueError(f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads") from None
+
+
 class Settings(BaseSettings):
     """How `nexa serve` runs. Every field has a NEXA_<FIELD> environment variable."""
 
@@ -34,13 +68,32 @@ class Settings(BaseSettings):
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to bind.")
     datadir: Path = Field(default_factory=default_datadir, description="Model store folder.")
     ctx: int = Field(4096, ge=64, description="Context size (tokens) of each parallel slot.")
-    parallel: int = Field(4, ge=1, le=256, description="Parallel slots (concurrent requests) per model.")
+    parallel: int = Field(
+        4, ge=1, le=256,
+        description="Parallel slots (concurrent requests) per model; more requests queue. Each slot holds "
+        "--ctx tokens of KV cache; 4 already lifts throughput by batching, even on 2 cores.",
+    )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads per model.")
     ngl: int = Field(-1, description="Layers offloaded to the GPU; -1 lets the engine decide.")
     reasoning_format: Literal["parsed", "raw"] = Field(
         "parsed", description="'parsed' returns <think> text in reasoning_content; 'raw' leaves it in content."
     )
     load_timeout: float = Field(300.0, gt=0, description="Seconds to wait for a model to load.")
+    keepalive: float = Field(
+        300.0, ge=-1, description="Seconds an idle model stays loaded; 0 unloads it after each request, -1 never."
+    )
+    memory_budget: ByteSize = Field(
+        default_factory=default_memory_budget,
+        description="Memory all loaded models may take (bytes, or 8GiB, 512MB); idle models are unloaded to fit.",
+    )
+    max_loaded_models: int = Field(0, ge=0, description="Most models loaded at once; 0 means only the budget limits.")
+    preload: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Models to load at startup (comma-separated in the environment)."
+    )
+    model_options: Annotated[dict[str, ModelOptions], NoDecode] = Field(
+        default_factory=dict,
+        description="Per-model ctx/parallel/ngl/threads: NAME:ctx=8192,parallel=2 (';'-separated in the environment).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
     # Security (see README "Security"). List fields read comma-separated environment variables.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
@@ -69,6 +122,25 @@ class Settings(BaseSettings):
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         return [part for part in value.split(os.pathsep) if part] if isinstance(value, str) else value
+
+    @field_validator("preload", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
+
+    @field_validator("model_options", mode="before")
+    @classmethod
+    def _parse_model_options(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part for part in value.split(";") if part.strip()]
+        if isinstance(value, (list, tuple)):
+            return dict(ModelOptions.parse(option) for option in value)
+        return value
+
+    def options_for(self, name: str, quant: str) -> ModelOptions:
+        """The overrides for `name:quant`: an entry naming the quant wins over one naming only the model."""
+        by_key = {key.lower(): options for key, options in self.model_options.items()}
+        return by_key.get(f"{name}:{quant}".lower()) or by_key.get(name.lower()) or ModelOptions()
 
     @field_validator("host")
     @classmethod

@@ -3,7 +3,6 @@
     NexaError                 the root; its message is shown to the user as is
     ├── InvalidRequest        the request is wrong (HTTP 400)
     ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
-    ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
     ├── ModelNotFound         the model is not in the store (HTTP 404)
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
@@ -36,10 +35,6 @@ class Forbidden(NexaError):
     """The request is well formed but reaches past what the server allows (files, private addresses)."""
 
 
-class Forbidden(NexaError):
-    """The request is well formed but reaches past what the server allows (files, private addresses)."""
-
-
 class ModelNotFound(NexaError):
     """The requested model is not pulled."""
 
@@ -49,7 +44,11 @@ class ModelLoadFailed(NexaError):
 
 
 class Overloaded(NexaError):
-    """Serving the request would exceed a configured limit."""
+    """Serving the request would exceed a configured limit, or the model is backing off after failures."""
+
+    def __init__(self, message: str, *, retry_after: int | None = None, code: str | None = None):
+        super().__init__(message, code=code)
+        self.retry_after = retry_after  # seconds, sent as the Retry-After header
 
 
 class WorkerCrashed(NexaError):

@@ -11,6 +11,8 @@ import signal
 import sys
 from collections import deque
 
+import httpx
+
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
 
@@ -48,6 +50,15 @@ class Worker:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.spec.api_key}"}
+
+    async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
+        """Slots generating right now, from the engine's /slots; None when the worker does not answer."""
+        try:
+            response = await client.get(self.base_url + "/slots", headers=self.headers, timeout=2.0)
+            response.raise_for_status()
+            return sum(1 for slot in response.json() if slot.get("is_processing"))
+        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
+            return None
 
     async def start(self, timeout: float) -> None:
         """Spawn the process and wait until the model is loaded; ModelLoadFailed says why it was not."""

@@ -53,7 +53,10 @@ def nexa_error_response(exc: NexaError) -> JSONResponse:
             break
     else:
         status, type_ = 500, "server_error"
-    return error_response(status, exc.message, type_, exc.param, exc.code)
+    response = error_response(status, exc.message, type_, exc.param, exc.code)
+    if isinstance(exc, Overloaded) and exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _field_path(loc: tuple) -> str:

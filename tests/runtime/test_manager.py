@@ -1,0 +1,249 @@
+"""ModelManager with fake workers injected: loading, keep-alive, memory budget, crashes, back-off, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+
+import pytest
+
+from nexa.config import Settings
+from nexa.errors import ModelLoadFailed, Overloaded
+from nexa.runtime import ModelManager
+from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
+
+pytestmark = pytest.mark.anyio
+_pids = itertools.count(1000)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class FakeWorker:
+    """Stands in for nexa.runtime.Worker: no process; `crash()` plays a kill -9."""
+
+    def __init__(self, spec, fail: str | None = None, gate: asyncio.Event | None = None):
+        self.spec = spec
+        self.base_url = "http://fake"
+        self.headers: dict[str, str] = {}
+        self.pid = next(_pids)
+        self.returncode: int | None = None
+        self._started = False
+        self._fail = fail
+        self._gate = gate
+        self._exited = asyncio.Event()
+
+    @property
+    def alive(self) -> bool:
+        return self._started and self.returncode is None
+
+    async def start(self, timeout: float) -> None:
+        if self._gate is not None:
+            await self._gate.wait()
+        if self._fail:
+            raise ModelLoadFailed(self._fail)
+        self._started = True
+
+    async def wait(self) -> int:
+        await self._exited.wait()
+        return self.returncode
+
+    async def close(self) -> None:
+        if self.returncode is None:
+            self.returncode = 0
+        self._exited.set()
+
+    def crash(self) -> None:
+        self.returncode = -9
+        self._exited.set()
+
+
+class Factory:
+    def __init__(self):
+        self.workers: list[FakeWorker] = []
+        self.failing: dict[str, str] = {}  # model path -> load error
+        self.gate: asyncio.Event | None = None
+
+    def __call__(self, spec) -> FakeWorker:
+        worker = FakeWorker(spec, self.failing.get(spec.model_path), self.gate)
+        self.workers.append(worker)
+        return worker
+
+
+def manifest(name: str, size: int = 100) -> Manifest:
+    files = [FileEntry(name=name.split("/")[1] + ".gguf", size=size, sha256="0" * 64)]
+    return Manifest(name=name, model_type=ModelType.llm, quants={"Q4_0": QuantEntry(files=files)}, source="test")
+
+
+A, B, C = manifest("t/a"), manifest("t/b"), manifest("t/c")
+
+
+def make_manager(tmp_path, factory: Factory, **settings) -> ModelManager:
+    """Each model's estimate is its file size, so budgets are easy to reason about."""
+    config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, **settings})
+    return ModelManager(Store(tmp_path), config, worker_factory=factory, estimator=lambda spec, weights: weights)
+
+
+async def until(condition, timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+def ids(manager: ModelManager) -> set[str]:
+    return {m.id for m in manager.loaded()}
+
+
+async def test_concurrent_first_requests_share_one_load(tmp_path):
+    factory = Factory()
+    factory.gate = asyncio.Event()
+    manager = make_manager(tmp_path, factory)
+    pending = [asyncio.create_task(manager.acquire(A, "Q4_0")) for _ in range(8)]
+    await asyncio.sleep(0.01)
+    factory.gate.set()
+    leases = await asyncio.gather(*pending)
+    assert len(factory.workers) == 1 and {lease.model.in_flight for lease in leases} == {8}
+    for lease in leases:
+        lease.release()
+    await manager.close()
+
+
+async def test_idle_model_unloads_after_keepalive(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory, keepalive=0.05)
+    (await manager.acquire(A, "Q4_0")).release()
+    await until(lambda: not manager.loaded())
+    assert manager.stats.unloads["t/a:Q4_0", "idle"] == 1 and factory.workers[0].returncode == 0
+    await manager.close()
+
+
+async def test_model_is_kept_while_a_request_is_in_flight(tmp_path):
+    manager = make_manager(tmp_path, Factory(), keepalive=0)
+    lease = await manager.acquire(A, "Q4_0")
+    await asyncio.sleep(0.05)
+    assert ids(manager) == {"t/a:Q4_0"}
+    lease.release()
+    await until(lambda: not manager.loaded())
+    await manager.close()
+
+
+async def test_request_keep_alive_zero_unloads_after_it_and_minus_one_keeps(tmp_path):
+    manager = make_manager(tmp_path, Factory(), keepalive=0.05)
+    (await manager.acquire(A, "Q4_0", keep_alive=0)).release()
+    (await manager.acquire(B, "Q4_0", keep_alive=-1)).release()
+    await until(lambda: ids(manager) == {"t/b:Q4_0"})
+    await asyncio.sleep(0.1)
+    assert ids(manager) == {"t/b:Q4_0"}
+    await manager.close()
+
+
+async def test_least_recently_used_idle_model_is_evicted_to_fit_the_budget(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=250)
+    (await manager.acquire(A, "Q4_0")).release()
+    (await manager.acquire(B, "Q4_0")).release()
+    (await manager.acquire(A, "Q4_0")).release()  # a is now the more recently used
+    (await manager.acquire(C, "Q4_0")).release()
+    assert ids(manager) == {"t/a:Q4_0", "t/c:Q4_0"}
+    assert manager.stats.unloads["t/b:Q4_0", "evicted"] == 1
+    await manager.close()
+
+
+async def test_model_serving_requests_is_never_evicted_and_the_refusal_has_the_numbers(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=150)
+    lease = await manager.acquire(A, "Q4_0")
+    with pytest.raises(Overloaded) as refused:
+        await manager.acquire(B, "Q4_0")
+    assert "t/a:Q4_0" in refused.value.message and "memory budget" in refused.value.message
+    assert refused.value.retry_after and ids(manager) == {"t/a:Q4_0"}
+    lease.release()
+    (await manager.acquire(B, "Q4_0")).release()
+    assert ids(manager) == {"t/b:Q4_0"}
+    await manager.close()
+
+
+async def test_max_loaded_models_evicts_even_within_the_budget(tmp_path):
+    manager = make_manager(tmp_path, Factory(), max_loaded_models=2)
+    for model in (A, B, C):
+        (await manager.acquire(model, "Q4_0")).release()
+    assert ids(manager) == {"t/b:Q4_0", "t/c:Q4_0"}
+    await manager.close()
+
+
+async def test_model_larger_than_the_whole_budget_is_refused(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=50)
+    with pytest.raises(Overloaded, match="more than the whole memory budget"):
+        await manager.acquire(A, "Q4_0")
+    await manager.close()
+
+
+async def test_crashed_worker_restarts_on_next_request_then_backs_off(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    (await manager.acquire(A, "Q4_0")).release()
+    factory.workers[-1].crash()
+    lease = await manager.acquire(A, "Q4_0")  # first crash: restarted at once
+    assert len(factory.workers) == 2 and lease.worker is factory.workers[-1]
+    lease.release()
+    assert manager.stats.crashes["t/a:Q4_0"] == 1 and manager.stats.restarts["t/a:Q4_0"] == 1
+    factory.workers[-1].crash()
+    with pytest.raises(Overloaded, match="crashed") as refused:  # second crash in a row: wait
+        await manager.acquire(A, "Q4_0")
+    assert refused.value.retry_after >= 1 and len(factory.workers) == 2
+    await manager.close()
+
+
+async def test_supervisor_notices_a_crash_without_a_request(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    (await manager.acquire(A, "Q4_0")).release()
+    factory.workers[0].crash()
+    await until(lambda: not manager.loaded())
+    assert manager.stats.crashes["t/a:Q4_0"] == 1
+    await manager.close()
+
+
+async def test_failed_load_names_model_and_reason_and_other_models_still_load(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    factory.failing[str(manager.spec(A, "Q4_0").model_path)] = "llama_model_load: tensor data is not within the file"
+    for _ in range(2):  # the first retry is immediate
+        with pytest.raises(ModelLoadFailed, match="'t/a:Q4_0' failed to load: llama_model_load"):
+            await manager.acquire(A, "Q4_0")
+    with pytest.raises(Overloaded, match="failed to load") as refused:
+        await manager.acquire(A, "Q4_0")
+    assert refused.value.retry_after >= 1
+    (await manager.acquire(B, "Q4_0")).release()
+    assert ids(manager) == {"t/b:Q4_0"} and manager.stats.load_failures["t/a:Q4_0"] == 2
+    await manager.close()
+
+
+async def test_close_stops_every_worker_and_refuses_new_leases(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    for model in (A, B):
+        (await manager.acquire(model, "Q4_0")).release()
+    await manager.close()
+    assert not manager.loaded() and all(w.returncode == 0 for w in factory.workers)
+    with pytest.raises(Overloaded, match="shutting down"):
+        await manager.acquire(A, "Q4_0")
+
+
+async def test_unload_waits_for_requests_in_flight(tmp_path):
+    manager = make_manager(tmp_path, Factory())
+    lease = await manager.acquire(A, "Q4_0")
+    assert await manager.unload("t/a:Q4_0") is False
+    assert ids(manager) == {"t/a:Q4_0"}
+    lease.release()
+    await until(lambda: not manager.loaded())
+    await manager.close()
+
+
+async def test_model_options_override_serve_settings(tmp_path):
+    manager = make_manager(tmp_path, Factory(), ctx=1024, parallel=4, model_options=["t/a:ctx=8192,parallel=1"])
+    spec_a, spec_b = manager.spec(A, "Q4_0"), manager.spec(B, "Q4_0")
+    assert (spec_a.ctx, spec_a.parallel) == (8192, 1) and (spec_b.ctx, spec_b.parallel) == (1024, 4)
+    assert manager.ctx_for(A, "Q4_0") == 8192
