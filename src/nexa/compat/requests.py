@@ -13,7 +13,7 @@ from nexa.store import Manifest
 _RENAMED = {"repetition_penalty": "repeat_penalty"}
 # Handled here rather than passed through.
 _OWN_FIELDS = {
-    "model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages",
+    "model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages", "keep_alive",
     "tools", "tool_choice", "parallel_tool_calls",
 }
 _REASONING = {"parsed": "deepseek", "raw": "none"}

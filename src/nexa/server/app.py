@@ -11,9 +11,9 @@ from fastapi import FastAPI
 from nexa import __version__
 from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
-from nexa.server import errors, security
+from nexa.server import errors, metrics, security
 from nexa.server.body import JSONBodyByDefault
-from nexa.server.routes import generate, health, models, retrieval
+from nexa.server.routes import admin, generate, health, models, retrieval
 from nexa.server.schemas import ChatCompletionChunk
 
 
@@ -27,6 +27,7 @@ def create_app(manager: ModelManager) -> FastAPI:
         async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
             app.state.worker_client = client
             try:
+                await manager.start()
                 yield
             finally:
                 await manager.close()
@@ -42,7 +43,8 @@ def create_app(manager: ModelManager) -> FastAPI:
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings)
-    for module in (health, models, generate, retrieval):
+    metrics.install(app, manager)
+    for module in (health, models, generate, retrieval, admin):
         app.include_router(module.router)
     _document_stream_chunk(app)
     return app

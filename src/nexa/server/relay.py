@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nexa.errors import WorkerCrashed
 from nexa.runtime import Lease
 from nexa.server.errors import error_body, error_response
+from nexa.server.metrics import note_model, note_usage
 
 log = logging.getLogger("nexa.relay")
 
@@ -50,6 +51,23 @@ def engine_error(status: int, content: bytes) -> JSONResponse:
     return error_response(status, message + _HINTS.get(type_, ""), type_, code=type_)
 
 
+_USAGE_KEY = '"usage":'
+_decoder = json.JSONDecoder()
+
+
+def _usage(data: str) -> dict | None:
+    """The `usage` object of an engine answer, found without parsing the rest. Strings inside the
+    JSON are escaped, so the unescaped key can only be the field itself; the last one is the top-level one."""
+    at = data.rfind(_USAGE_KEY)
+    if at < 0:
+        return None
+    try:
+        usage, _ = _decoder.raw_decode(data, at + len(_USAGE_KEY))
+    except ValueError:
+        return None
+    return usage if isinstance(usage, dict) else None
+
+
 def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
     return WorkerCrashed(
         f"the worker for '{lease.model.id}' stopped while answering ({exc.__class__.__name__}); retry the request",
@@ -60,11 +78,16 @@ def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
 async def call(
     client: httpx.AsyncClient, lease: Lease, method: str, path: str, body: dict[str, Any] | None = None
 ) -> httpx.Response:
-    """One request to the lease's worker, which stays leased; a broken connection is WorkerCrashed."""
+    """One request to the lease's worker, which stays leased; a broken connection is WorkerCrashed.
+    Its token usage, if any, goes to the request's metrics."""
+    note_model(lease.model.id)
     try:
-        return await client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+        response = await client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
+    if response.status_code < 400:
+        note_usage(_usage(response.text))
+    return response
 
 # Requests one client request may have open to a worker at once: enough to keep its slots busy.
 FAN_OUT = 8
@@ -97,7 +120,14 @@ async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: di
 
 async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
     """Open a streaming request. Errors before the first byte are plain HTTP errors; after it,
-    a final `data: {"error": ...}` event. Closing the client's connection cancels the generation."""
+    a final `data: {"error": ...}` event. Closing the client's connection cancels the generation.
+
+    Usage is always asked of the engine, for the token metrics, and dropped again when the client
+    did not ask for it."""
+    note_model(lease.model.id)
+    options = body.get("stream_options") or {}
+    wants_usage = bool(options.get("include_usage"))
+    body = {**body, "stream_options": {**options, "include_usage": True}}
     request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     try:
         upstream = await client.send(request, stream=True)
@@ -111,15 +141,18 @@ async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: 
         return engine_error(upstream.status_code, content)
     rename = ModelRenamer(lease.model.id, requested)
     return StreamingResponse(
-        _events(upstream, lease, rename),
+        _events(upstream, lease, rename, wants_usage),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(upstream: httpx.Response, lease: Lease, rename: ModelRenamer) -> AsyncIterator[bytes]:
+async def _events(upstream: httpx.Response, lease: Lease, rename: ModelRenamer, wants_usage: bool) -> AsyncIterator[bytes]:
     try:
         async for line in upstream.aiter_lines():
+            if line and _USAGE_KEY in line:
+                note_usage(_usage(line))
+                line = line if wants_usage else _without_usage(line)
             if line:
                 yield rename(line.encode()) + b"\n\n"
     except httpx.HTTPError as exc:
@@ -127,5 +160,19 @@ async def _events(upstream: httpx.Response, lease: Lease, rename: ModelRenamer) 
         log.warning("%s", crashed.message)
         yield b"data: " + json.dumps(error_body(crashed.message, "worker_error", code=crashed.code)).encode() + b"\n\n"
     finally:
-        await upstream.aclose()
-        lease.release()
+        try:
+            await upstream.aclose()  # on a client disconnect this closes the engine's connection: it stops
+        finally:
+            lease.release()
+
+
+def _without_usage(line: str) -> str:
+    """The event without its usage: a usage-only chunk (chat) goes, a final chunk (completions) loses the field."""
+    try:
+        chunk = json.loads(line.removeprefix("data: "))
+    except ValueError:
+        return line
+    if not isinstance(chunk, dict) or not chunk.get("choices"):
+        return ""
+    chunk.pop("usage", None)
+    return "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))

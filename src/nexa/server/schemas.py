@@ -38,6 +38,14 @@ LogitBias = Annotated[
 ]
 N = Annotated[int | None, Field(None, ge=1, le=1, description="Number of choices; only 1 is supported.")]
 Stream = Annotated[bool, Field(False, description="Send server-sent events as tokens are generated.")]
+KeepAlive = Annotated[
+    float | None,
+    Field(
+        None,
+        description="Nexa: seconds the model stays loaded once idle, from now on; 0 unloads it after this "
+        "request, -1 keeps it loaded. Default: the server's --keepalive.",
+    ),
+]
 
 
 class StrictBase(BaseModel):
@@ -67,6 +75,7 @@ class SamplingRequest(StrictBase):
     logit_bias: LogitBias
     n: N
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+    keep_alive: KeepAlive
 
 
 # ---------------------------------------------------------------- chat messages
@@ -207,6 +216,7 @@ class EmbeddingRequest(StrictBase):
         None, description="Nexa: default, search_query or search_document; accepted, the vectors do not change."
     )
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+    keep_alive: KeepAlive
 
 
 class RerankDocument(StrictBase):
@@ -229,6 +239,7 @@ class RerankingRequest(StrictBase):
         None, description="softmax: scores sum to 1; linear: min-max to [0, 1]; none: the model's raw scores."
     )
     batch_size: int | None = Field(None, description="Nexa: accepted; nexa picks its own batches.")
+    keep_alive: KeepAlive
 
 
 class RerankRequest(StrictBase):
@@ -239,6 +250,7 @@ class RerankRequest(StrictBase):
     documents: list[str | RerankDocument] = Field(min_length=1, description="Texts, or {text} objects, to rank.")
     top_n: TopN
     return_documents: bool = Field(False, description="Echo each document's text in its result.")
+    keep_alive: KeepAlive
 
 
 # ---------------------------------------------------------------- responses
@@ -388,3 +400,48 @@ class Rerank(BaseModel):
     model: str
     results: list[RerankResult] = Field(description="Best first, cut to top_n.")
     usage: RetrievalUsage
+
+
+# ---------------------------------------------------------------- admin: loaded models
+
+
+class RunningModel(BaseModel):
+    """A loaded model, as `GET /v1/ps` and `nexa ps` show it."""
+
+    id: str = Field(description="org/repo:QUANT")
+    type: str = Field(description="llm, vlm, embedder or reranker.")
+    pid: int | None = Field(description="The worker process.")
+    memory: int | None = Field(description="Resident memory of the worker (RSS) in bytes; null where unknown.")
+    memory_estimate: int = Field(description="Bytes the memory budget counts for it.")
+    ctx: int = Field(description="Context tokens per slot.")
+    parallel: int = Field(description="Slots: requests it generates for at once.")
+    slots_busy: int | None = Field(description="Slots generating now, as the engine reports; null if it did not answer.")
+    in_flight: int = Field(description="Requests being served, queued ones included.")
+    queued: int = Field(description="Requests waiting for a free slot.")
+    idle_seconds: float = Field(description="Seconds since its last request ended; 0 while serving.")
+    keep_alive: float = Field(description="Seconds it stays loaded once idle; negative: until unloaded.")
+    expires_in: float | None = Field(description="Seconds until keep-alive unloads it; null while serving or kept.")
+    loaded_at: int = Field(description="Unix time it finished loading.")
+
+
+class RunningModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[RunningModel]
+    memory_budget: int = Field(description="The --memory-budget, in bytes.")
+    memory_estimate: int = Field(description="What loaded models (and loads under way) are estimated to take.")
+
+
+class LoadRequest(StrictBase):
+    model: str = Field(description="Store name: org/repo or org/repo:QUANT.")
+    keep_alive: KeepAlive
+
+
+class UnloadRequest(StrictBase):
+    model: str = Field(description="Store name: org/repo or org/repo:QUANT.")
+
+
+class UnloadResult(BaseModel):
+    id: str
+    status: Literal["unloaded", "not_loaded", "unloading"] = Field(
+        description="'unloading': it is serving requests and unloads when they end."
+    )

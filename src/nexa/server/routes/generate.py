@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
 from nexa.compat.media import resolve_media
@@ -23,6 +25,20 @@ router = APIRouter(tags=["generation"])
 
 _ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
 
+KeepCache = Annotated[
+    str | None,
+    Header(
+        alias="Nexa-KeepCache",
+        description="Nexa: anything but 'true' makes the engine process the whole prompt afresh instead of "
+        "reusing its cached prefix (cache_prompt=false). Absent: the prefix cache is used.",
+    ),
+]
+
+
+def _apply_keep_cache(body: dict[str, Any], keep_cache: str | None) -> None:
+    if keep_cache is not None and keep_cache.strip().lower() != "true":
+        body["cache_prompt"] = False
+
 
 def _responses(model: type, chunk: type | None = None) -> dict:
     ok: dict = {"model": model, "description": "The completion, or server-sent events when `stream` is true."}
@@ -33,23 +49,27 @@ def _responses(model: type, chunk: type | None = None) -> dict:
 
 @router.post("/v1/chat/completions", responses=_responses(ChatCompletion, ChatCompletionChunk), response_model=None)
 async def chat_completions(
-    request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules
+    request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules, keep_cache: KeepCache = None
 ) -> Response:
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/chat/completions")
     # Media is fetched and checked before the model is leased, so bad input never loads a model.
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
-    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.settings.ctx)
-    lease = await manager.acquire(manifest, quant)
+    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
+    _apply_keep_cache(body, keep_cache)
+    lease = await manager.acquire(manifest, quant, request.keep_alive)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/chat/completions", body, request.model)
 
 
 @router.post("/v1/completions", responses=_responses(Completion), response_model=None)
-async def completions(request: CompletionRequest, manager: Manager, client: WorkerClient) -> Response:
+async def completions(
+    request: CompletionRequest, manager: Manager, client: WorkerClient, keep_cache: KeepCache = None
+) -> Response:
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/completions")
-    body = completion_body(request, manager.settings.ctx)
-    lease = await manager.acquire(manifest, quant)
+    body = completion_body(request, manager.ctx_for(manifest, quant))
+    _apply_keep_cache(body, keep_cache)
+    lease = await manager.acquire(manifest, quant, request.keep_alive)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/completions", body, request.model)

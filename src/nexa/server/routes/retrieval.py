@@ -79,7 +79,7 @@ async def embeddings(request: EmbeddingRequest, manager: Manager, client: Worker
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/embeddings")
     try:
-        async with await manager.acquire(manifest, quant) as lease:
+        async with await manager.acquire(manifest, quant, request.keep_alive) as lease:
             inputs = await fit_inputs(client, lease, inputs, request.truncate)
             chunks = batches(inputs)
             replies = await _post_batches(client, lease, "/v1/embeddings", [
@@ -105,7 +105,7 @@ async def _scores(
     """The model's raw score for each document, in input order, and the prompt tokens spent."""
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, route)
-    async with await manager.acquire(manifest, quant) as lease:
+    async with await manager.acquire(manifest, quant, request.keep_alive) as lease:
         await check_documents(client, lease, request.query, documents)
         chunks = batches(documents)
         replies = await _post_batches(client, lease, "/v1/rerank", [
