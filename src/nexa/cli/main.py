@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nexa import __version__
-from nexa.cli import chat, models, serve
+from nexa.cli import chat, models, ps, serve
 from nexa.cli.common import err_console
 from nexa.errors import NexaError
 
@@ -19,6 +19,7 @@ app = typer.Typer(
 models.register(app)
 serve.register(app)
 chat.register(app)
+ps.register(app)
 
 
 @app.command()

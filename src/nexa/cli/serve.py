@@ -22,6 +22,7 @@ _FIELDS = Settings.model_fields
 _SHOWN_DEFAULTS = {
     "threads": "all cores", "datadir": "~/.cache/nexa", "api_keys": "none", "origins": "localhost origins",
     "max_body": "32 MiB", "media_root": "none",
+    "memory_budget": "75% of RAM", "preload": "none", "model_options": "none",
 }
 
 
@@ -64,19 +65,36 @@ def serve(
     allow_private_urls: Annotated[
         Optional[bool], typer.Option("--allow-private-urls", help=_help("allow_private_urls"), show_default=False)
     ] = None,
+    keepalive: Annotated[Optional[float], typer.Option(help=_help("keepalive"), show_default=_default("keepalive"))] = None,
+    memory_budget: Annotated[
+        Optional[str], typer.Option(help=_help("memory_budget"), show_default=_default("memory_budget"))
+    ] = None,
+    max_loaded_models: Annotated[
+        Optional[int], typer.Option(help=_help("max_loaded_models"), show_default=_default("max_loaded_models"))
+    ] = None,
+    preload: Annotated[
+        Optional[list[str]], typer.Option(help=_help("preload") + " Repeatable.", show_default=_default("preload"))
+    ] = None,
+    model_option: Annotated[
+        Optional[list[str]],
+        typer.Option("--model-option", help=_help("model_options") + " Repeatable.", show_default=_default("model_options")),
+    ] = None,
 ) -> None:
     """Serve the pulled models through an OpenAI-compatible API (default http://127.0.0.1:18181).
 
     Models load on their first request. Examples:
       nexa serve
       nexa serve --port 8080 --ctx 8192 --parallel 2
+      nexa serve --preload HuggingFaceTB/SmolLM2-135M-Instruct --keepalive 600 --memory-budget 12GiB
+      nexa serve --model-option org/big-model:ctx=16384,parallel=1 --model-option org/embedder:ngl=0
       nexa serve --host 0.0.0.0 --api-key "$(openssl rand -hex 24)" --media-root ~/pictures
     """
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, media_root=media_root,
-        allow_private_urls=allow_private_urls,
+        allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
+        max_loaded_models=max_loaded_models, preload=preload, model_options=model_option,
     )
     settings = Settings(**{k: v for k, v in flags.items() if v is not None})
     _setup_logging(settings.log_level)
