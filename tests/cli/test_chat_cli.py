@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import wave
 from pathlib import Path
 
 import pexpect
@@ -174,17 +173,6 @@ def test_repl_sends_image_files_named_in_the_prompt_to_a_vision_model(
     ]
 
 
-def test_one_shot_sends_audio_files_to_an_audio_model(session_store: Store, server: ServerProcess, tmp_path: Path):
-    audio = tmp_path / "silence.wav"
-    with wave.open(str(audio), "wb") as out:
-        out.setnchannels(1), out.setsampwidth(2), out.setframerate(16000)
-        out.writeframes(b"\0\0" * 16000)
-    result = nexa(session_store, "run", "test/audio-qwen2a", "--host", server.base_url, "-p", f"Transcribe {audio}",
-                  "--json")
-    assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout)["usage"]["prompt_tokens"] > 100  # the audio's tokens were in the prompt
-
-
 @pytest.mark.parametrize(
     ("host", "url"),
     [
@@ -206,21 +194,3 @@ def test_infer_pulls_a_missing_model_first_and_stops_its_worker_on_exit(hub_env:
     assert result.stdout == f"{SCRIPTED_ANSWER}\n"
     assert "pulling it first" in result.stderr
     assert worker_pids(Path(hub_env["NEXA_DATADIR"])) == []
-
-
-def test_embedder_prints_each_vectors_size_and_head(session_store: Store, server: ServerProcess):
-    result = nexa(session_store, "run", "test/bert-embed", "--host", server.base_url, "-p", "hello", "-p", "world")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
-    assert len(lines) == 2
-    assert all(re.fullmatch(r"32 dimensions: \[(-?\d\.\d{4}, ){8}\.\.\.\]", line) for line in lines)
-
-
-def test_reranker_prints_documents_best_first(session_store: Store, server: ServerProcess):
-    documents = ["Paris is the capital of France.", "Bananas are yellow.", "France borders Spain."]
-    args = [arg for document in documents for arg in ("-d", document)]
-    result = nexa(session_store, "run", "test/bert-rerank", "--host", server.base_url, "-q", "capital of France", *args)
-    assert result.returncode == 0, result.stderr
-    scores = [line.split(None, 1) for line in result.stdout.splitlines()]
-    assert sorted(text for _, text in scores) == sorted(documents)
-    assert [float(s) for s, _ in scores] == sorted((float(s) for s, _ in scores), reverse=True)

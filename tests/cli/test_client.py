@@ -1,19 +1,12 @@
-"""The chat client's errors and numbers, in-process: each error names the next step."""
+"""The chat client in-process: errors that name the next step, request fields, the stats line."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pytest
 
 from nexa.cli.client import Answer, NexaClient, Sampling
-from nexa.cli.talk import Talk, converse
 from nexa.errors import ModelNotFound, NexaError
 from tests.conftest import ServerProcess
-
-
-def ask(prompts: list[str] | None = None, tools: Path | None = None) -> Talk:
-    return Talk.from_flags(prompts, None, None, None, None, None, None, False, False, tools, None, None)
 
 
 def test_an_unreachable_server_says_how_to_start_one():
@@ -24,18 +17,6 @@ def test_an_unreachable_server_says_how_to_start_one():
 def test_an_unknown_model_says_how_to_pull_it(server: ServerProcess):
     with pytest.raises(ModelNotFound, match="nexa pull nobody/nothing"):
         NexaClient(server.base_url).model_type("nobody/nothing")
-
-
-def test_a_reranker_without_documents_says_what_to_give(server: ServerProcess, tmp_path: Path):
-    with pytest.raises(NexaError, match="-q QUERY -d DOC"):
-        converse(server.base_url, None, "test/bert-rerank", ask(["Hi"]), tmp_path / "history")
-
-
-def test_a_tools_file_must_be_a_json_list(tmp_path: Path):
-    tools = tmp_path / "tools.json"
-    tools.write_text('{"type": "function"}')
-    with pytest.raises(NexaError, match="JSON list of tools"):
-        ask(tools=tools)
 
 
 def test_top_k_travels_in_the_extra_body():
