@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +11,9 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory
 from prompt_toolkit.key_binding import KeyBindings
 from rich.console import Console
+from rich.text import Text
 
-from nexa.cli.client import Answer, NexaClient, Sampling
+from nexa.cli.client import Answer, Delta, NexaClient, Sampling
 from nexa.cli.conversation import Conversation
 from nexa.errors import NexaError
 
@@ -31,10 +32,10 @@ hold spaces): describe ~/photos/cat.jpg
   /load FILE      continue a conversation saved with /save"""
 
 
-def print_answer(stream_iter: Any, console: Console, show_think: bool) -> None:
+def print_answer(deltas: Iterable[Delta], console: Console, show_think: bool) -> None:
     """Print deltas as they come: reasoning dimmed (or not at all), then the answer."""
     previous = None
-    for delta in stream_iter:
+    for delta in deltas:
         if delta.kind == "reasoning" and not show_think:
             continue
         if previous == "reasoning" and delta.kind == "content":
@@ -47,10 +48,13 @@ def print_answer(stream_iter: Any, console: Console, show_think: bool) -> None:
 def print_tool_calls(answer: Answer, console: Console) -> None:
     for call in answer.tool_calls:
         function = call["function"]
-        console.print(f"[cyan]→ tool call[/] {function['name']}({function['arguments']})", highlight=False)
+        # Text, not markup: the model's arguments may hold [brackets].
+        console.print(Text.assemble(("→ tool call ", "cyan"), f"{function['name']}({function['arguments']})"))
 
 
 class Repl:
+    """One chat session on a terminal; the conversation lives in `conversation`, input history on disk."""
+
     def __init__(
         self,
         client: NexaClient,
