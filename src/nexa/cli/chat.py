@@ -103,9 +103,11 @@ def infer(
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
     flags = {"ctx": ctx, "ngl": ngl, "datadir": data_dir}
-    # One chat at a time, so one slot gets the whole context; the model stays loaded while the chat is open.
+    # One chat at a time, so one slot gets the whole context; the model stays loaded while the chat is open,
+    # and models NEXA_PRELOAD names for `nexa serve` are not loaded here.
     settings = Settings(
-        host="127.0.0.1", port=0, parallel=1, keepalive=-1, **{k: v for k, v in flags.items() if v is not None}
+        host="127.0.0.1", port=0, parallel=1, keepalive=-1, preload=[],
+        **{k: v for k, v in flags.items() if v is not None},
     )
     _ensure_pulled(name, settings.datadir)
     with LocalServer(settings) as server:
