@@ -251,3 +251,18 @@ def test_bad_media_does_not_load_the_model(fetching):
     error = post_error(fetching, "test/vision-mlp", ask(image("/no/such/cat.png")))
     assert error["code"] == "invalid_media"
     assert fetching.get("/v1/models/test/vision-mlp").json()["loaded"] is False
+
+
+def test_the_server_log_holds_no_file_contents(session_store, tmp_path):
+    secret = tmp_path / "notes.png"
+    secret.write_text("MY-BANK-PASSWORD-1234")
+    process = ServerProcess(session_store.root, "--log-level", "debug")
+    try:
+        with httpx.Client(base_url=process.base_url, timeout=60) as http:
+            for ref in (str(secret), data_uri(secret.read_bytes(), "image/png")):
+                post_error(http, VISION, ask(image(ref)))
+    finally:
+        process.stop()
+    log = "".join(process.output.split())  # the console log wraps long lines
+    assert log.count("cannotbedecoded") >= 2  # both refusals are logged...
+    assert "MY-BANK-PASSWORD" not in log and "TVktQkFOSy" not in log  # ...the file's bytes are not, nor their base64
