@@ -288,11 +288,23 @@ class ChatCompletion(BaseModel):
     usage: Usage
 
 
+class FunctionCallDelta(BaseModel):
+    name: str | None = Field(None, description="In the first delta of a call only.")
+    arguments: str | None = Field(None, description="A piece of the JSON arguments; the pieces join to valid JSON.")
+
+
+class ToolCallDelta(BaseModel):
+    index: int = Field(description="Which call of the reply this piece belongs to.")
+    id: str | None = Field(None, description="In the first delta of a call only.")
+    type: Literal["function"] | None = None
+    function: FunctionCallDelta
+
+
 class ChunkDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
     reasoning_content: str | None = None
-    tool_calls: list[dict[str, Any]] | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ChunkChoice(BaseModel):
