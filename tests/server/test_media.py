@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -59,15 +60,15 @@ def text_only_tokens(client) -> int:
 
 
 class _Files(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {
+    files: ClassVar[dict[str, bytes]] = {
         "/cat.png": PNG,
         "/cat.webp": image_bytes("WEBP"),
         "/huge.png": b"\0" * (21 << 20),
         "/sound.wav": wav_bytes(),
     }
-    redirects = {"/moved.png": "/cat.png", "/to-ftp.png": "ftp://example.com/cat.png"}
+    redirects: ClassVar[dict[str, str]] = {"/moved.png": "/cat.png", "/to-ftp.png": "ftp://example.com/cat.png"}
 
-    def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+    def do_GET(self) -> None:
         if self.path in self.redirects:
             self.send_response(302)
             self.send_header("Location", self.redirects[self.path])
