@@ -31,6 +31,9 @@ Estimator = Callable[[WorkerSpec, int], int]
 
 # A worker that ran this long before dying was healthy: its crash starts the back-off afresh.
 STABLE_AFTER = 60.0
+# A model just loaded stays at least this long, so the requests that waited for the load lease it
+# before keep-alive (even 0) can unload it; they resume within microseconds.
+LOAD_GRACE = 1.0
 MAX_BACKOFF = 60.0
 GIB = 1024**3
 
@@ -54,7 +57,6 @@ class LoadedModel:
     estimate: int = 0  # bytes, from nexa.runtime.memory.estimate
     keep_alive: float = 300.0  # seconds idle before unloading; negative keeps it loaded
     in_flight: int = 0
-    pinned: bool = True  # just loaded: kept until the requests that waited for the load have leased it
     last_used: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
     loaded_at: float = field(default_factory=time.time)
@@ -73,9 +75,9 @@ class LoadedModel:
 
     def expires_at(self) -> float | None:
         """When keep-alive unloads it: never while leased or with a negative keep-alive."""
-        if self.in_flight or self.pinned or self.keep_alive < 0:
+        if self.in_flight or self.keep_alive < 0:
             return None
-        return self.last_used + self.keep_alive
+        return max(self.last_used + self.keep_alive, self.started + LOAD_GRACE)
 
 
 class Lease:
@@ -226,16 +228,8 @@ class ModelManager:
 
     def _load_done(self, model_id: str, task: asyncio.Task[LoadedModel]) -> None:
         self._loading.pop(model_id, None)
-        if task.cancelled():
-            return
-        if task.exception() is None:
-            # Scheduled after the waiting requests resume (the loop runs callbacks in order), so they lease
-            # the model before keep-alive may consider it; then it is an ordinary model.
-            asyncio.get_running_loop().call_soon(self._unpin, task.result())
-
-    def _unpin(self, model: LoadedModel) -> None:
-        model.pinned = False
-        self._notify()
+        if not task.cancelled():
+            task.exception()  # retrieved here too, in case every waiting request went away
 
     def _released(self, model: LoadedModel) -> None:
         if model.in_flight == 0:
