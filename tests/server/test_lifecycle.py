@@ -214,3 +214,20 @@ def test_small_budget_evicts_the_least_recently_used_model_and_preload_loads_at_
             assert metric(http, "nexa_model_unloads_total", model=text_id, reason="evicted") == 1
     finally:
         server.stop()
+
+
+def test_sigterm_cuts_a_running_stream_with_an_error_event_and_leaves_no_worker(lifecycle_store):
+    datadir = str(lifecycle_store.root) + "///"
+    server = ServerProcess(lifecycle_store.root, "--model-option", f"{LOOP}:ctx=32768,parallel=1",
+                           env={"NEXA_DATADIR": datadir})
+    body = {"model": LOOP, "messages": HI, "stream": True, "max_tokens": LONG}
+    with httpx.Client(base_url=server.base_url, timeout=60) as http:
+        with http.stream("POST", "/v1/chat/completions", json=body) as response:
+            lines = response.iter_lines()
+            next(line for line in lines if '"content":"T' in line)
+            server.process.send_signal(signal.SIGTERM)
+            last = [line for line in lines if line][-1]  # the grace (8 s) is shorter than the generation
+    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "worker_crashed"
+    assert server.stop() in (0, -signal.SIGTERM)
+    assert worker_pids(datadir) == []
+

@@ -153,6 +153,7 @@ class ModelManager:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._stopping: asyncio.Future[None] | None = None  # the close() that drain() schedules
 
     # ------------------------------------------------------------------ queries
 
@@ -408,6 +409,17 @@ class ModelManager:
             expires = model.expires_at()  # checked right before detaching: no await in between
             if expires is not None and expires <= now:
                 await self._unload(model, "idle")
+
+    def drain(self, grace: float) -> None:
+        """Shutdown has begun (safe from a signal handler): refuse new leases now, and stop the workers after
+        `grace` seconds, so requests still running then end with an error instead of hanging on."""
+        if self._loop is None or self._loop.is_closed():
+            return
+        self._closing = True
+        self._loop.call_soon_threadsafe(self._loop.call_later, grace, self._stop_soon)
+
+    def _stop_soon(self) -> None:
+        self._stopping = asyncio.ensure_future(self.close())
 
     async def close(self) -> None:
         """Refuse new leases and stop every worker; called on shutdown."""
