@@ -13,7 +13,7 @@ import pexpect
 import pytest
 from PIL import Image
 
-from nexa.cli.chat import server_url
+from nexa.cli.remote import server_url
 from nexa.store import Store
 from tests.conftest import ServerProcess, worker_pids
 

@@ -13,9 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from nexa.cli import pull as pull_command
 from nexa.cli.common import DataDirOpt, err_console
-from nexa.cli.local_server import LocalServer
+from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
 from nexa.config import Settings
 from nexa.errors import ModelNotFound
 from nexa.store import ModelRef, Store
@@ -47,23 +46,10 @@ def _ensure_pulled(name: str, datadir: Path) -> None:
         Store(datadir).resolve(ModelRef.parse(name))
     except ModelNotFound:
         err_console.print(f"{name} is not pulled yet; pulling it first")
+        from nexa.cli import pull as pull_command  # on use: huggingface_hub is slow to import
+
         with redirect_stdout(sys.stderr):  # stdout is for answers only, even the first time
             pull_command.pull(name, data_dir=datadir)
-
-
-def _first_key(keys: str | None) -> str | None:
-    """NEXA_API_KEY may list several keys for the server (comma-separated); a client sends one."""
-    return keys.split(",")[0].strip() if keys else None
-
-
-def server_url(host: str | None) -> str:
-    """The URL of the server to use: --host or NEXA_HOST (HOST or HOST:PORT, or a full http(s) URL)."""
-    if host and host.startswith(("http://", "https://")):
-        return host
-    bind_host, port = (Settings(host=host) if host else Settings()).bind()
-    if bind_host in ("", "0.0.0.0", "::"):  # listening everywhere: reach it on loopback
-        bind_host = "127.0.0.1"
-    return f"http://[{bind_host}]:{port}" if ":" in bind_host else f"http://{bind_host}:{port}"
 
 
 def infer(
@@ -95,10 +81,8 @@ def infer(
       nexa infer my-org/embedder -p "some text"
       nexa infer my-org/reranker -q "capital of France" -d "Paris is in France." -d "Berlin is in Germany."
     """
-    from nexa.cli.talk import (  # on use: openai and prompt_toolkit slow every nexa command
-        Talk,
-        converse,
-    )
+    from nexa.cli.local_server import LocalServer  # on use: openai, prompt_toolkit and the server stack
+    from nexa.cli.talk import Talk, converse  # slow every other nexa command
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
@@ -131,11 +115,8 @@ def run(
     tools: ToolsOpt = None,
     query: QueryOpt = None,
     document: DocumentOpt = None,
-    host: Annotated[
-        Optional[str],
-        typer.Option(envvar="NEXA_HOST", help="Server: HOST, HOST:PORT or a URL.", show_default="127.0.0.1:18181"),
-    ] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="NEXA_API_KEY", help="The server's API key, if it has one.")] = None,
+    host: HostOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Chat with a model served by a running `nexa serve`.
 
@@ -150,7 +131,7 @@ def run(
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
-    converse(server_url(host), _first_key(api_key), name, options, Settings().datadir / "history")
+    converse(server_url(host), first_key(api_key), name, options, Settings().datadir / "history")
 
 
 def register(app: typer.Typer) -> None:

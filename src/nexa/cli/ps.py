@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
 
 import httpx
 import typer
 from rich.table import Table
 
-from nexa.cli.chat import server_url
 from nexa.cli.common import console, human_size
+from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
 from nexa.errors import NexaError
 from nexa.server.schemas import RunningModelList
 
@@ -39,11 +38,8 @@ def fetch(url: str, api_key: str | None) -> RunningModelList:
 
 
 def ps(
-    host: Annotated[
-        Optional[str],
-        typer.Option(envvar="NEXA_HOST", help="Server: HOST, HOST:PORT or a URL.", show_default="127.0.0.1:18181"),
-    ] = None,
-    api_key: Annotated[Optional[str], typer.Option(envvar="NEXA_API_KEY", help="The server's API key, if it has one.")] = None,
+    host: HostOpt = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """List the models a running `nexa serve` has loaded: memory, busy slots, idle time, keep-alive.
 
@@ -52,7 +48,7 @@ def ps(
       nexa ps --host 192.168.1.20:18181
     """
     url = server_url(host)
-    running = fetch(url, api_key.split(",")[0].strip() if api_key else None)
+    running = fetch(url, first_key(api_key))
     budget = f"{human_size(running.memory_estimate)} of the {human_size(running.memory_budget)} memory budget"
     if not running.data:
         console.print(f"No models loaded at {url} ({budget} in use); they load on their first request.")
