@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -13,10 +13,11 @@ from rich.prompt import Prompt
 
 from nexa.cli.common import DataDirOpt, console, human_size, open_store
 from nexa.errors import HubError
-from nexa.hub import pull as hub_pull
-from nexa.hub.resolve import RepoFiles, list_repo
 from nexa.store import Manifest, ModelRef, ModelType, Store
 from nexa.store.importer import import_local
+
+if TYPE_CHECKING:
+    from nexa.hub.resolve import RepoFiles
 
 ModelTypeOpt = Annotated[
     Optional[ModelType],
@@ -59,6 +60,9 @@ def pull(
 
 def _pull_from_hub(store: Store, ref: ModelRef, model_type: ModelType | None, yes: bool) -> None:
     """List the repo, settle type and quant (flag, prompt or default), then download with progress bars."""
+    from nexa.hub import pull as hub_pull  # on use: huggingface_hub slows every other nexa command
+    from nexa.hub.resolve import list_repo
+
     existing = store.get(ref.repo)
     if existing is not None and ref.quant in existing.quants:
         _already(existing, ref.quant)
@@ -103,8 +107,10 @@ class _Chooser:
         self.defaulted: list[str] = []
 
     def model_type(self, files: RepoFiles) -> ModelType:
+        from nexa.hub.pull import guess_type
+
         with console.status("reading the model header"):
-            default = hub_pull.guess_type(files)
+            default = guess_type(files)
         names = [t.value for t in ModelType]
         if not self.interactive:
             self.defaulted.append(f"model type {default.value}")

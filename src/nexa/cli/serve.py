@@ -7,13 +7,10 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-import uvicorn
 from rich.logging import RichHandler
 
 from nexa.cli.common import console
 from nexa.config import Settings
-from nexa.runtime import ModelManager
-from nexa.server.app import create_app
 from nexa.store import Store
 
 _FIELDS = Settings.model_fields
@@ -113,33 +110,10 @@ def serve(
         )
     if not names:
         console.print("No models yet: run [bold]nexa starter[/] or [bold]nexa pull org/repo[/] in another terminal.")
-    manager = ModelManager(store, settings)
-    config = uvicorn.Config(
-        create_app(manager), host=bind_host, port=bind_port, log_config=None, log_level=settings.log_level,
-        timeout_graceful_shutdown=_GRACE + 2, access_log=settings.log_level == "debug",
-    )
-    try:
-        _DrainingServer(config, manager).run()
-    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly (as uvicorn.run does)
-        pass
+    from nexa.runtime import ModelManager  # on use: the server stack slows every other nexa command
+    from nexa.server import serving
 
-
-_GRACE = 8.0  # seconds requests in flight get to finish after SIGTERM or Ctrl-C
-
-
-class _DrainingServer(uvicorn.Server):
-    """uvicorn stops accepting connections on a signal; this also refuses new requests on open ones (503)
-    and, after the grace, stops the workers, so streams still running end with an error event rather than
-    being cut silently when uvicorn gives up on them."""
-
-    def __init__(self, config: uvicorn.Config, manager: ModelManager):
-        super().__init__(config)
-        self._manager = manager
-
-    def handle_exit(self, sig: int, frame: Any) -> None:
-        if not self.should_exit:
-            self._manager.drain(_GRACE)
-        super().handle_exit(sig, frame)
+    serving.run(ModelManager(store, settings), settings)
 
 
 def _setup_logging(level: str) -> None:
