@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from nexa.engine.spec import WorkerSpec
-from nexa.runtime.memory import PROCESS_BASELINE, estimate, read_shape
+from nexa.runtime.memory import PROCESS_BASELINE, estimate
+from nexa.store.gguf_meta import read_shape
 
 
 def spec(path, ctx: int = 1024, parallel: int = 1, model_type: str = "llm") -> WorkerSpec:

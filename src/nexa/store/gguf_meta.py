@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +13,7 @@ from gguf import GGUFReader, GGUFValueType, LlamaFileType
 
 from nexa.store.manifest import ModelType
 
+_KV_BYTES = 2  # llama.cpp's default KV cache type is f16
 # llama.cpp's pooling types: 1 mean, 2 cls, 3 last, 4 rank.
 _POOLING_RANK = 4
 _EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
@@ -113,31 +116,82 @@ def _read_value(data: bytes, offset: int, value_type: int) -> tuple[Any, int]:
     return struct.unpack_from(fmt, data, offset)[0], offset + struct.calcsize(fmt)
 
 
-def _scalar(reader: GGUFReader, key: str) -> Any:
+@dataclass(frozen=True)
+class Shape:
+    """The header numbers that size the KV cache and the compute buffer."""
+
+    n_layer: int
+    n_head_kv: int
+    key_length: int
+    value_length: int
+    n_vocab: int
+    causal: bool  # encoder-only models (BERT) keep no KV cache
+
+    def kv_bytes_per_token(self) -> int:
+        if not self.causal:
+            return 0
+        return self.n_layer * self.n_head_kv * (self.key_length + self.value_length) * _KV_BYTES
+
+
+def _value(reader: GGUFReader, key: str) -> Any:
+    """A scalar, or the largest element of a per-layer array (some models vary heads by layer)."""
     field = reader.get_field(key)
     if field is None or not field.types:
         return None
     if field.types[0] == GGUFValueType.ARRAY:
-        return len(field.data)
+        values = [int(field.parts[i][0]) for i in field.data] if field.data else []
+        return max(values, default=None)
     return field.contents()
+
+
+@functools.lru_cache(maxsize=64)
+def _read_shape(path: str, mtime_ns: int) -> Shape | None:
+    try:
+        reader = GGUFReader(path, "r")
+    except (OSError, ValueError):
+        return None  # unreadable or truncated: the load itself will say why
+    arch = str(_value(reader, "general.architecture") or "")
+    n_layer = _value(reader, f"{arch}.block_count") or 0
+    n_head = _value(reader, f"{arch}.attention.head_count") or 1
+    n_embd = _value(reader, f"{arch}.embedding_length") or 0
+    head_dim = n_embd // max(1, n_head)
+    tokens = reader.get_field("tokenizer.ggml.tokens")
+    causal = _value(reader, f"{arch}.attention.causal")
+    return Shape(
+        n_layer=int(n_layer),
+        n_head_kv=int(_value(reader, f"{arch}.attention.head_count_kv") or n_head),
+        key_length=int(_value(reader, f"{arch}.attention.key_length") or head_dim),
+        value_length=int(_value(reader, f"{arch}.attention.value_length") or head_dim),
+        n_vocab=len(tokens.data) if tokens is not None else 0,
+        causal=True if causal is None else bool(causal),
+    )
+
+
+def read_shape(path: str) -> Shape | None:
+    """The model's shape from its header, cached per file version; None when the header is unreadable."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _read_shape(path, mtime)
 
 
 def read_info(path: Path) -> GGUFInfo:
     """Parse the header of a GGUF file; raises ValueError when it is not one."""
     reader = GGUFReader(path, "r")
-    arch = str(_scalar(reader, "general.architecture") or "unknown")
+    arch = str(_value(reader, "general.architecture") or "unknown")
     return GGUFInfo(
         architecture=arch,
-        name=_scalar(reader, "general.name"),
-        context_length=_scalar(reader, f"{arch}.context_length"),
-        block_count=_scalar(reader, f"{arch}.block_count"),
-        embedding_length=_scalar(reader, f"{arch}.embedding_length"),
-        pooling_type=_scalar(reader, f"{arch}.pooling_type"),
+        name=_value(reader, "general.name"),
+        context_length=_value(reader, f"{arch}.context_length"),
+        block_count=_value(reader, f"{arch}.block_count"),
+        embedding_length=_value(reader, f"{arch}.embedding_length"),
+        pooling_type=_value(reader, f"{arch}.pooling_type"),
         has_classifier=reader.get_field(f"{arch}.classifier.output_labels") is not None
         or any(t.name == "cls.output.weight" for t in reader.tensors),
         has_chat_template=reader.get_field("tokenizer.chat_template") is not None,
         parameters=sum(int(t.n_elements) for t in reader.tensors),
-        vision=bool(_scalar(reader, "clip.has_vision_encoder")),
-        audio=bool(_scalar(reader, "clip.has_audio_encoder")),
-        file_type=_scalar(reader, "general.file_type"),
+        vision=bool(_value(reader, "clip.has_vision_encoder")),
+        audio=bool(_value(reader, "clip.has_audio_encoder")),
+        file_type=_value(reader, "general.file_type"),
     )
