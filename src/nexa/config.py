@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nexa.errors import ConfigError
+
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 18181
 DEFAULT_MAX_BODY = 32 * 1024 * 1024  # a few base64 images
@@ -157,6 +159,21 @@ class Settings(BaseSettings):
     def loopback(self) -> bool:
         """Whether only this machine can reach the server (what the default security policy relies on)."""
         return is_loopback(self.bind()[0])
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from flags (`overrides`; None means unset) over NEXA_* variables over defaults.
+
+    A bad value stops with a message naming the flag and the variable, not a pydantic traceback."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"--{str(e['loc'][0]).replace('_', '-')} / NEXA_{str(e['loc'][0]).upper()}: {e['msg']}"
+            if e["loc"] else e["msg"]
+            for e in exc.errors()
+        )
+        raise ConfigError(f"invalid setting ({problems}); fix the flag or the environment variable") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -6,9 +6,10 @@
     ├── ModelNotFound         the model is not in the store (HTTP 404)
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
-    ├── WorkerCrashed         the worker died while serving a request (HTTP 502)
+    ├── WorkerCrashed         the worker died while serving a request (HTTP 503)
     ├── StoreError            the local store is missing or inconsistent
-    └── HubError              Hugging Face refused or failed a pull (CLI only)
+    ├── HubError              Hugging Face refused or failed a pull (CLI only)
+    └── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
 
 The HTTP mapping lives in one table, `nexa.server.errors`; the CLI renders the
 same messages. Every message says what to do next.
@@ -61,3 +62,7 @@ class StoreError(NexaError):
 
 class HubError(NexaError):
     """Hugging Face could not give us a model: missing or gated repo, no GGUF, a failed or corrupt download."""
+
+
+class ConfigError(NexaError):
+    """A setting cannot be used; raised before anything starts."""

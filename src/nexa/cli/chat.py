@@ -15,7 +15,7 @@ import typer
 
 from nexa.cli.common import DataDirOpt, err_console
 from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
-from nexa.config import Settings
+from nexa.config import load_settings
 from nexa.errors import ModelNotFound
 from nexa.store import ModelRef, Store
 
@@ -86,12 +86,10 @@ def infer(
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
-    flags = {"ctx": ctx, "ngl": ngl, "datadir": data_dir}
     # One chat at a time, so one slot gets the whole context; the model stays loaded while the chat is open,
     # and models NEXA_PRELOAD names for `nexa serve` are not loaded here.
-    settings = Settings(
-        host="127.0.0.1", port=0, parallel=1, keepalive=-1, preload=[],
-        **{k: v for k, v in flags.items() if v is not None},
+    settings = load_settings(
+        host="127.0.0.1", port=0, parallel=1, keepalive=-1, preload=[], ctx=ctx, ngl=ngl, datadir=data_dir
     )
     _ensure_pulled(name, settings.datadir)
     with LocalServer(settings) as server:
@@ -131,7 +129,7 @@ def run(
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
-    converse(server_url(host), first_key(api_key), name, options, Settings().datadir / "history")
+    converse(server_url(host), first_key(api_key), name, options, load_settings().datadir / "history")
 
 
 def register(app: typer.Typer) -> None:

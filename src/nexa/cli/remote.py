@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from nexa.config import Settings
+from nexa.config import load_settings
 
 HostOpt = Annotated[
     Optional[str],
@@ -21,7 +21,7 @@ def server_url(host: str | None) -> str:
     """The URL of the server to use: --host or NEXA_HOST (HOST or HOST:PORT, or a full http(s) URL)."""
     if host and host.startswith(("http://", "https://")):
         return host
-    bind_host, port = (Settings(host=host) if host else Settings()).bind()
+    bind_host, port = load_settings(host=host).bind()
     if bind_host in ("", "0.0.0.0", "::"):  # listening everywhere: reach it on loopback
         bind_host = "127.0.0.1"
     return f"http://[{bind_host}]:{port}" if ":" in bind_host else f"http://{bind_host}:{port}"

@@ -10,7 +10,7 @@ import typer
 from rich.logging import RichHandler
 
 from nexa.cli.common import console
-from nexa.config import Settings
+from nexa.config import Settings, load_settings
 from nexa.store import Store
 
 _FIELDS = Settings.model_fields
@@ -93,7 +93,7 @@ def serve(
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
         max_loaded_models=max_loaded_models, preload=preload, model_options=model_option,
     )
-    settings = Settings(**{k: v for k, v in flags.items() if v is not None})
+    settings = load_settings(**flags)
     _setup_logging(settings.log_level)
     store = Store(settings.datadir)
     bind_host, bind_port = settings.bind()
