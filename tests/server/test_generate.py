@@ -104,6 +104,17 @@ def test_random_weights_stream_without_breaking_utf8_or_the_protocol(client):
 
 
 @pytest.mark.slow
+def test_the_briefs_curl_gets_paris_from_the_starter_model(http, starter_name):
+    """As the product brief sends it: no system prompt, no temperature (the starter's defaults fill both)."""
+    for _ in range(3):
+        response = http.post("/v1/chat/completions", json={
+            "model": starter_name, "messages": [{"role": "user", "content": "What is the capital of France?"}],
+            "stream": False,
+        })
+        assert "Paris" in response.json()["choices"][0]["message"]["content"]
+
+
+@pytest.mark.slow
 def test_starter_model_knows_the_capital_of_france(client, starter_name):
     reply = client.chat.completions.create(
         model=starter_name, messages=[{"role": "user", "content": "What is the capital of France?"}], temperature=0,

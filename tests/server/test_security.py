@@ -18,7 +18,7 @@ from nexa.config import DEFAULT_MAX_BODY, Settings
 from nexa.runtime import ModelManager
 from nexa.server import security
 from nexa.server.schemas import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_PROMPTS, CompletionRequest
-from nexa.store import Store
+from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
 from tests.conftest import ServerProcess
 from tests.fixtures.media_samples import image_bytes
 
@@ -254,7 +254,9 @@ def test_completion_prompts_are_bounded(http):
 def test_huge_max_tokens_is_clamped_to_the_context(client):
     reply = client.chat.completions.create(model="test/qwen3-text", messages=HI, max_tokens=9_000_000)
     assert reply.choices[0].message.content == SCRIPT
-    assert completion_body(CompletionRequest(model="a/b", prompt="x", max_tokens=9_000_000), ctx=1024)["max_tokens"] == 1024
+    manifest = Manifest(name="a/b", model_type=ModelType.llm, source="test",
+                        quants={"F32": QuantEntry(files=[FileEntry(name="m.gguf", size=1, sha256="0")])})
+    assert completion_body(CompletionRequest(model="a/b", prompt="x", max_tokens=9_000_000), manifest, ctx=1024)["max_tokens"] == 1024
 
 
 # ---------------------------------------------------------------- workers

@@ -19,9 +19,10 @@ _OWN_FIELDS = {
 _REASONING = {"parsed": "deepseek", "raw": "none"}
 
 
-def _sampling_body(request: SamplingRequest, max_tokens: int | None, ctx: int) -> dict[str, Any]:
-    """`ctx` is a slot's context: no reply can be longer, so a larger max_tokens is clamped to it."""
-    body = request.model_dump(exclude_none=True, exclude=_OWN_FIELDS, by_alias=True)
+def _sampling_body(request: SamplingRequest, manifest: Manifest, max_tokens: int | None, ctx: int) -> dict[str, Any]:
+    """The model's own sampling defaults under the request's fields. `ctx` is a slot's context: no reply
+    can be longer, so a larger max_tokens is clamped to it."""
+    body = {**manifest.sampling_defaults, **request.model_dump(exclude_none=True, exclude=_OWN_FIELDS, by_alias=True)}
     if max_tokens is not None:
         body["max_tokens"] = min(max_tokens, ctx)
     for ours, theirs in _RENAMED.items():
@@ -41,7 +42,7 @@ def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> d
             "response_format of type 'json_schema' needs a 'json_schema' object: {\"name\": ..., \"schema\": {...}}",
             param="response_format.json_schema",
         )
-    body = _sampling_body(request, request.max_completion_tokens or request.max_tokens, ctx)
+    body = _sampling_body(request, manifest, request.max_completion_tokens or request.max_tokens, ctx)
     body.update(tool_fields(request))
     messages = [m.model_dump(exclude_none=True) for m in request.messages]
     if manifest.system_prompt and not any(m["role"] in ("system", "developer") for m in messages):
@@ -54,12 +55,12 @@ def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> d
     return body
 
 
-def completion_body(request: CompletionRequest, ctx: int) -> dict[str, Any]:
+def completion_body(request: CompletionRequest, manifest: Manifest, ctx: int) -> dict[str, Any]:
     if request.echo:
         raise InvalidRequest("echo is not supported; leave it unset or false", param="echo")
     if request.suffix:
         raise InvalidRequest("suffix (fill-in-the-middle) is not supported; leave it unset", param="suffix")
-    body = _sampling_body(request, request.max_tokens, ctx)
+    body = _sampling_body(request, manifest, request.max_tokens, ctx)
     body.pop("echo", None)
     body.pop("suffix", None)
     return body

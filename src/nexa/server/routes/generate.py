@@ -68,7 +68,7 @@ async def completions(
 ) -> Response:
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/completions")
-    body = completion_body(request, manager.ctx_for(manifest, quant))
+    body = completion_body(request, manifest, manager.ctx_for(manifest, quant))
     _apply_keep_cache(body, keep_cache)
     lease = await manager.acquire(manifest, quant, request.keep_alive)
     relay = post_stream if request.stream else post_json
