@@ -3,22 +3,16 @@ the router's URL and the worker's own endpoint (address and key) for the same mo
 
 from __future__ import annotations
 
-import socket
 import tempfile
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-import uvicorn
-
 from nexa.config import Settings
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.runtime import ModelManager
-from nexa.server.app import create_app
+from nexa.server.serving import LocalServer
 from nexa.store import Store
 
 WHEEL_CACHE = Path.home() / ".cache" / "nexa-test" / "wheels"
@@ -35,39 +29,11 @@ class Bench:
         return loaded.worker.base_url, loaded.worker.headers
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def serve(store: Store, **settings: object) -> Iterator[Bench]:
     """Run the router on a free loopback port in a background thread until the block ends."""
-    port = _free_port()
-    config = Settings(datadir=store.root, port=port, **settings)
-    manager = ModelManager(store, config)
-    server = uvicorn.Server(uvicorn.Config(create_app(manager), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while not _healthy(url):
-        if time.monotonic() > deadline:
-            raise RuntimeError("the router did not start")
-        time.sleep(0.05)
-    try:
-        yield Bench(url, manager)
-    finally:
-        server.should_exit = True
-        thread.join()
-
-
-def _healthy(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+    with LocalServer(Settings(datadir=store.root, host="127.0.0.1", port=0, **settings)) as server:
+        yield Bench(server.base_url, server.manager)
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """`nexa infer` and `nexa run`: talk to a model from the terminal, interactively or from a script.
 
-`run` connects to a running server; `infer` starts one in-process (see local_server).
+`run` connects to a running server; `infer` starts one in-process (nexa.server.serving.LocalServer).
 After that both are the same code (talk.py): one client, one REPL, one one-shot mode.
 """
 
@@ -81,7 +81,7 @@ def infer(
       nexa infer my-org/embedder -p "some text"
       nexa infer my-org/reranker -q "capital of France" -d "Paris is in France." -d "Berlin is in Germany."
     """
-    from nexa.cli.local_server import LocalServer  # on use: openai, prompt_toolkit and the server stack
+    from nexa.server.serving import LocalServer  # on use: openai, prompt_toolkit and the server stack
     from nexa.cli.talk import Talk, converse  # slow every other nexa command
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,

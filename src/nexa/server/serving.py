@@ -1,14 +1,22 @@
-"""Run the router under uvicorn until a signal, draining requests in flight first."""
+"""Run the router: in the foreground until a signal (`nexa serve`, draining requests in flight first),
+or in a background thread (`LocalServer`)."""
 
 from __future__ import annotations
 
+import asyncio
+import socket
+import threading
+import time
+from types import TracebackType
 from typing import Any
 
 import uvicorn
 
 from nexa.config import Settings
+from nexa.errors import NexaError
 from nexa.runtime import ModelManager
 from nexa.server.app import create_app
+from nexa.store import Store
 
 GRACE = 8.0  # seconds requests in flight get to finish after SIGTERM or Ctrl-C
 
@@ -39,3 +47,55 @@ def run(manager: ModelManager, settings: Settings) -> None:
         _DrainingServer(config, manager).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly (as uvicorn.run does)
         pass
+
+
+class LocalServer:
+    """The router in a background thread on a free loopback port (`nexa infer`, the benches): callers
+    talk to it over HTTP exactly as to `nexa serve`. Leaving the `with` block stops it and its workers."""
+
+    def __init__(self, settings: Settings):
+        self.manager = ModelManager(Store(settings.datadir), settings)
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", 0))  # bound now, so no other process can take the port
+        self.base_url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
+        config = uvicorn.Config(
+            create_app(self.manager), log_config=None, log_level="warning", access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+        self._server = uvicorn.Server(config)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._serve, name="nexa-local-server", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_until_complete(self._server.serve(sockets=[self._socket]))
+
+    def start(self, timeout: float = 30.0) -> None:
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise NexaError("the in-process nexa server did not start; try `nexa serve` and `nexa run` instead")
+            time.sleep(0.02)
+
+    def load(self, name: str) -> None:
+        """Load the model now, so a failing load is reported before the chat opens and the first answer is fast."""
+        manifest, quant = self.manager.resolve(name)
+        future = asyncio.run_coroutine_threadsafe(self.manager.acquire(manifest, quant), self._loop)
+        try:
+            future.result().release()
+        except BaseException:  # Ctrl-C while loading: do not leave the load running
+            future.cancel()
+            raise
+
+    def stop(self) -> None:
+        self._server.should_exit = True
+        self._thread.join(timeout=30)
+        self._socket.close()
+
+    def __enter__(self) -> LocalServer:
+        self.start()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
