@@ -115,7 +115,7 @@ class Settings(BaseSettings):
         False, description="Let requests fetch media from loopback, link-local and private network addresses."
     )
 
-    @field_validator("api_keys", "origins", mode="before")
+    @field_validator("api_keys", "origins", "preload", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
@@ -124,11 +124,6 @@ class Settings(BaseSettings):
     @classmethod
     def _split_paths(cls, value: Any) -> Any:
         return [part for part in value.split(os.pathsep) if part] if isinstance(value, str) else value
-
-    @field_validator("preload", mode="before")
-    @classmethod
-    def _split_names(cls, value: Any) -> Any:
-        return [part.strip() for part in value.split(",") if part.strip()] if isinstance(value, str) else value
 
     @field_validator("model_options", mode="before")
     @classmethod
