@@ -7,6 +7,7 @@
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
     ├── WorkerCrashed         the worker died while serving a request (HTTP 503)
+    ├── EngineRefused         the engine answered an error (its own status)
     ├── StoreError            the local store is missing or inconsistent
     ├── HubError              Hugging Face refused or failed a pull (CLI only)
     └── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
@@ -54,6 +55,15 @@ class Overloaded(NexaError):
 
 class WorkerCrashed(NexaError):
     """The worker process died or stopped answering mid-request."""
+
+
+class EngineRefused(NexaError):
+    """The engine refused a request; dialects other than OpenAI's re-shape its error."""
+
+    def __init__(self, status: int, message: str, type_: str):
+        super().__init__(message, code=type_)
+        self.status = status
+        self.type = type_
 
 
 class StoreError(NexaError):

@@ -23,7 +23,7 @@ from nexa.compat.media import (
 )
 from nexa.compat.media_policy import AccessPolicy
 from nexa.errors import Forbidden, InvalidRequest
-from nexa.server.schemas import ChatMessage
+from nexa.wire.openai import ChatMessage
 from nexa.store import Manifest, ModelType
 from nexa.store.manifest import FileEntry, QuantEntry
 from tests.fixtures.media_samples import image_bytes, mp3_bytes, wav_bytes

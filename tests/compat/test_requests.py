@@ -1,5 +1,5 @@
 from nexa.compat.requests import chat_body, completion_body
-from nexa.server.schemas import ChatCompletionRequest, CompletionRequest
+from nexa.wire.openai import ChatCompletionRequest, CompletionRequest
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry
 
 HI = [{"role": "user", "content": "hi"}]

@@ -7,7 +7,7 @@ import pytest
 from nexa.compat.requests import chat_body
 from nexa.compat.tools import check_tool_turns, tool_fields
 from nexa.errors import InvalidRequest
-from nexa.server.schemas import ChatCompletionRequest
+from nexa.wire.openai import ChatCompletionRequest
 from nexa.store import Manifest, ModelType
 from nexa.store.manifest import FileEntry, QuantEntry
 

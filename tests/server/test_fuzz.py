@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nexa.server.schemas import ChatCompletionRequest, CompletionRequest
+from nexa.wire.openai import ChatCompletionRequest, CompletionRequest
 from tests.conftest import ServerProcess
 from tests.fixtures.media_samples import image_bytes
 

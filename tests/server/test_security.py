@@ -17,7 +17,7 @@ from nexa.compat.requests import completion_body
 from nexa.config import DEFAULT_MAX_BODY, Settings
 from nexa.runtime import ModelManager
 from nexa.server import security
-from nexa.server.schemas import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_PROMPTS, CompletionRequest
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_PROMPTS, CompletionRequest
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
 from tests.conftest import ServerProcess
 from tests.fixtures.media_samples import image_bytes

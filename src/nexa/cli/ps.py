@@ -10,7 +10,7 @@ from rich.table import Table
 from nexa.cli.common import console, human_size
 from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
 from nexa.errors import NexaError
-from nexa.server.schemas import RunningModelList
+from nexa.wire.openai import RunningModelList
 
 
 def _duration(seconds: float | None) -> str:

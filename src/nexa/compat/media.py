@@ -30,7 +30,7 @@ from PIL import Image
 from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
-from nexa.server.schemas import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
+from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
 from nexa.store import Manifest
 from nexa.store.gguf_meta import read_info
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from nexa.compat.tools import check_tool_turns, tool_fields
 from nexa.errors import InvalidRequest
-from nexa.server.schemas import ChatCompletionRequest, CompletionRequest, SamplingRequest
+from nexa.wire.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
 from nexa.store import Manifest
 
 # Our field name → llama.cpp's, where they differ.

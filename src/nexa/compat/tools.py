@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from nexa.errors import InvalidRequest
-from nexa.server.schemas import ChatCompletionRequest, ChatMessage, NamedToolChoice
+from nexa.wire.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice
 
 
 def tool_fields(request: ChatCompletionRequest) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.routes import admin, generate, health, models, retrieval
-from nexa.server.schemas import ChatCompletionChunk
+from nexa.wire.openai import ChatCompletionChunk
 
 
 def create_app(manager: ModelManager) -> FastAPI:

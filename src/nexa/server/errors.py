@@ -1,9 +1,12 @@
-"""The one mapping from errors to HTTP responses, all in OpenAI's shape:
-{"error": {"message", "type", "param", "code"}}."""
+"""The one mapping from errors to HTTP responses. Errors are built in OpenAI's shape,
+{"error": {"message", "type", "param", "code"}}; a route of another dialect (Anthropic,
+Ollama) gets its own shape from `DIALECT_ERRORS`, chosen by the request's path."""
 
 from __future__ import annotations
 
 import logging
+
+from collections.abc import Callable
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexa.errors import (
     Forbidden,
+    EngineRefused,
     InvalidRequest,
     ModelLoadFailed,
     ModelNotFound,
@@ -38,22 +42,30 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
                405: "invalid_request_error", 413: "request_too_large", 429: "rate_limit_error"}
 
 
+# Path prefix → a function from (status, OpenAI error body) to that dialect's body; first match wins.
+DialectShape = Callable[[int, dict], dict]
+DIALECT_ERRORS: list[tuple[str, DialectShape]] = []
+
+
 def error_body(message: str, type_: str, param: str | None = None, code: str | int | None = None) -> dict:
     return {"error": {"message": message, "type": type_, "param": param, "code": None if code is None else str(code)}}
 
 
-def error_response(status: int, message: str, type_: str, param: str | None = None, code: str | None = None) -> JSONResponse:
-    return JSONResponse(error_body(message, type_, param, code), status_code=status)
+def error_response(
+    status: int, message: str, type_: str, param: str | None = None, code: str | None = None, *, path: str = ""
+) -> JSONResponse:
+    """The error in the shape of the dialect that serves `path` (OpenAI's when none other does)."""
+    body = error_body(message, type_, param, code)
+    shape = next((shape for prefix, shape in DIALECT_ERRORS if path.startswith(prefix)), None)
+    return JSONResponse(body if shape is None else shape(status, body), status_code=status)
 
 
-def nexa_error_response(exc: NexaError) -> JSONResponse:
-    for cls in type(exc).__mro__:
-        if cls in STATUS:
-            status, type_ = STATUS[cls]
-            break
+def nexa_error_response(exc: NexaError, path: str = "") -> JSONResponse:
+    if isinstance(exc, EngineRefused):
+        status, type_ = exc.status, exc.type
     else:
-        status, type_ = 500, "server_error"
-    response = error_response(status, exc.message, type_, exc.param, exc.code)
+        status, type_ = next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "server_error"))
+    response = error_response(status, exc.message, type_, exc.param, exc.code, path=path)
     if isinstance(exc, Overloaded) and exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)
     return response
@@ -91,12 +103,12 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(NexaError)
     async def _nexa(request: Request, exc: NexaError) -> JSONResponse:
         log.info("%s %s -> %s", request.method, request.url.path, exc.message)
-        return nexa_error_response(exc)
+        return nexa_error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, param = validation_message(exc)
-        return error_response(400, message, "invalid_request_error", param, "invalid_request")
+        return error_response(400, message, "invalid_request_error", param, "invalid_request", path=request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -105,9 +117,10 @@ def install(app: FastAPI) -> None:
             message = f"no route {request.method} {request.url.path}; see /docs for the API"
         if exc.status_code == 405:
             message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
-        return error_response(exc.status_code, message, _HTTP_TYPES.get(exc.status_code, "invalid_request_error"))
+        type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
+        return error_response(exc.status_code, message, type_, path=request.url.path)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error; the server log has details", "server_error")
+        return error_response(500, "internal server error; the server log has details", "server_error", path=request.url.path)

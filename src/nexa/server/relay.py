@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import httpx
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from nexa.errors import WorkerCrashed
+from nexa.errors import EngineRefused, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.server.errors import error_body, error_response
 from nexa.server.metrics import note_model, note_usage
@@ -39,8 +39,8 @@ class ModelRenamer:
         return data.replace(self._old, self._new, 1)
 
 
-def engine_error(status: int, content: bytes) -> JSONResponse:
-    """The engine's error as ours: same status, OpenAI shape, a hint where we have one."""
+def engine_refusal(status: int, content: bytes) -> EngineRefused:
+    """The engine's error as ours: same status, a hint where we have one."""
     try:
         detail = json.loads(content)["error"]
         message, type_ = str(detail.get("message", "engine error")), str(detail.get("type", "server_error"))
@@ -48,7 +48,13 @@ def engine_error(status: int, content: bytes) -> JSONResponse:
         message, type_ = content.decode(errors="replace")[:500] or "engine error", "server_error"
     if status < 500:
         type_ = type_ if type_.endswith("_error") else "invalid_request_error"
-    return error_response(status, message + _HINTS.get(type_, ""), type_, code=type_)
+    return EngineRefused(status, message + _HINTS.get(type_, ""), type_)
+
+
+def engine_error(status: int, content: bytes) -> JSONResponse:
+    """The engine's error in OpenAI's shape, for the routes that pass the engine's bytes through."""
+    refusal = engine_refusal(status, content)
+    return error_response(status, refusal.message, refusal.type, code=refusal.type)
 
 
 _USAGE_KEY = '"usage":'
@@ -176,3 +182,59 @@ def _without_usage(line: str) -> str:
         return ""
     chunk.pop("usage", None)
     return "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+
+
+async def fetch_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """A non-streaming answer, parsed, for dialects that translate it; the lease is released when it is in.
+    An engine error is raised as EngineRefused, so each dialect's handler shapes it."""
+    try:
+        response = await call(client, lease, "POST", path, body)
+    finally:
+        lease.release()
+    if response.status_code >= 400:
+        raise engine_refusal(response.status_code, response.content)
+    return response.json()
+
+
+async def open_chunks(
+    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]
+) -> AsyncIterator[dict[str, Any]]:
+    """Start a stream and return its chunks, parsed, for dialects that translate them. An engine
+    error before the first chunk is raised here as EngineRefused; a worker lost mid-stream is
+    WorkerCrashed from the iterator. The usage chunk always comes last. Closing the iterator
+    (the client left) closes the engine's connection, which stops the generation."""
+    note_model(lease.model.id)
+    body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+    try:
+        upstream = await client.send(request, stream=True)
+    except httpx.HTTPError as exc:
+        lease.release()
+        raise _crashed(lease, exc) from exc
+    if upstream.status_code >= 400:
+        content = await upstream.aread()
+        await upstream.aclose()
+        lease.release()
+        raise engine_refusal(upstream.status_code, content)
+    return _parsed_chunks(upstream, lease)
+
+
+async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
+    try:
+        async for line in upstream.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[len("data: "):])
+            if "error" in chunk:
+                error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
+                raise EngineRefused(500, str(error.get("message", "engine error")), str(error.get("type", "server_error")))
+            if chunk.get("usage"):
+                note_usage(chunk["usage"])
+            yield chunk
+    except httpx.HTTPError as exc:
+        raise _crashed(lease, exc) from exc
+    finally:
+        try:
+            await upstream.aclose()
+        finally:
+            lease.release()

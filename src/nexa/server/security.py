@@ -63,7 +63,7 @@ class LoopbackHostCheck:
                     f"Host '{shown}' is refused: a server bound to loopback answers only requests addressed to "
                     "localhost, 127.0.0.1 or [::1] (this blocks DNS-rebinding attacks); use one of those names, "
                     "or bind nexa serve --host to the address clients use",
-                    "permission_error", code="host_not_allowed",
+                    "permission_error", code="host_not_allowed", path=scope["path"],
                 )
                 await response(scope, receive, send)
                 return
@@ -85,7 +85,7 @@ class APIKeyCheck:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
             problem = self._problem(_header(scope, b"authorization"))
             if problem:
-                response = error_response(401, problem, "authentication_error", code="invalid_api_key")
+                response = error_response(401, problem, "authentication_error", code="invalid_api_key", path=scope["path"])
                 response.headers["WWW-Authenticate"] = "Bearer"
                 await response(scope, receive, send)
                 return
@@ -153,6 +153,6 @@ class BodyLimit:
 
     @staticmethod
     async def _refuse(exc: BodyTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, exc.detail, "request_too_large", code="request_too_large")
+        response = error_response(413, exc.detail, "request_too_large", code="request_too_large", path=scope["path"])
         response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)

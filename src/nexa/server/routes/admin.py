@@ -10,7 +10,7 @@ from fastapi import APIRouter
 from nexa.runtime.manager import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
-from nexa.server.schemas import (
+from nexa.wire.openai import (
     ErrorResponse,
     LoadRequest,
     RunningModel,

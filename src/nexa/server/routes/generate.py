@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Header
 from fastapi.responses import Response
 
-from nexa.compat.media import resolve_media
-from nexa.compat.requests import chat_body, completion_body
+from nexa.compat.requests import completion_body
+from nexa.server.chat import apply_keep_cache, start_chat
 from nexa.server.deps import Manager, MediaRules, WorkerClient
 from nexa.server.model_types import require_model_type
 from nexa.server.relay import post_json, post_stream
-from nexa.server.schemas import (
+from nexa.wire.openai import (
     ChatCompletion,
     ChatCompletionChunk,
     ChatCompletionRequest,
@@ -35,11 +35,6 @@ KeepCache = Annotated[
 ]
 
 
-def _apply_keep_cache(body: dict[str, Any], keep_cache: str | None) -> None:
-    if keep_cache is not None and keep_cache.strip().lower() != "true":
-        body["cache_prompt"] = False
-
-
 def _responses(model: type, chunk: type | None = None) -> dict:
     ok: dict = {"model": model, "description": "The completion, or server-sent events when `stream` is true."}
     if chunk is not None:
@@ -51,13 +46,7 @@ def _responses(model: type, chunk: type | None = None) -> dict:
 async def chat_completions(
     request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules, keep_cache: KeepCache = None
 ) -> Response:
-    manifest, quant = manager.resolve(request.model)
-    require_model_type(manifest, "/v1/chat/completions")
-    # Media is fetched and checked before the model is leased, so bad input never loads a model.
-    messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
-    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
-    _apply_keep_cache(body, keep_cache)
-    lease = await manager.acquire(manifest, quant, request.keep_alive)
+    lease, body = await start_chat(request, manager, media, keep_cache=keep_cache)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/chat/completions", body, request.model)
 
@@ -69,7 +58,7 @@ async def completions(
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/completions")
     body = completion_body(request, manifest, manager.ctx_for(manifest, quant))
-    _apply_keep_cache(body, keep_cache)
+    apply_keep_cache(body, keep_cache)
     lease = await manager.acquire(manifest, quant, request.keep_alive)
     relay = post_stream if request.stream else post_json
     return await relay(client, lease, "/v1/completions", body, request.model)

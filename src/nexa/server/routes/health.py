@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nexa.server.schemas import Health
+from nexa.wire.openai import Health
 
 router = APIRouter(tags=["health"])
 

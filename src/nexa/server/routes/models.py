@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from nexa.server.deps import Manager
-from nexa.server.schemas import ErrorResponse, ModelCard, ModelList
+from nexa.wire.openai import ErrorResponse, ModelCard, ModelList
 from nexa.store import Manifest
 
 router = APIRouter(tags=["models"])

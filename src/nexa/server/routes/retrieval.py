@@ -28,7 +28,7 @@ from nexa.server.deps import Manager, WorkerClient
 from nexa.server.lengths import check_documents, fit_inputs
 from nexa.server.model_types import require_model_type
 from nexa.server.relay import call, engine_error, gather_limited
-from nexa.server.schemas import (
+from nexa.wire.openai import (
     EmbeddingList,
     EmbeddingRequest,
     ErrorResponse,
