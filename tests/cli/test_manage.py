@@ -20,11 +20,11 @@ def test_list_and_show_describe_a_pulled_model(hub_env):
     assert "SIZE ON DISK" in listing and "test-org/Tiny-GGUF" in listing and "1.5 MB" in listing
     shown = run_nexa(hub_env, "show", "test-org/tiny-gguf").stdout
     for line in ("architecture +qwen3", "parameters +365.4K", "context length +2048", "chat template +yes",
-                 "capabilities +completion, chat", "source +hf:test-org/Tiny-GGUF"):
+                 "capabilities +completion, chat, tools", "source +hf:test-org/Tiny-GGUF"):
         assert re.search(line, shown), (line, shown)
     pull_in_process(hub_env, "test-org/Vision-GGUF", ModelType.vlm)
     shown = run_nexa(hub_env, "show", "test-org/Vision-GGUF").stdout
-    assert re.search("capabilities +completion, chat, vision", shown) and "mmproj-vision-F16.gguf" in shown
+    assert re.search("capabilities +completion, chat, tools, vision", shown) and "mmproj-vision-F16.gguf" in shown
     missing = run_nexa(hub_env, "show", "test-org/Other")
     assert missing.returncode == 1 and "nexa pull test-org/Other" in missing.stderr
 

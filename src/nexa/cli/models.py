@@ -10,6 +10,7 @@ from rich.table import Table
 
 from nexa.cli import pull as pull_command
 from nexa.cli.common import DataDirOpt, console, human_size, open_store, wheel_cache
+from nexa.compat.tools import capabilities as model_capabilities
 from nexa.errors import ModelNotFound
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.store import Manifest, ModelRef
@@ -60,7 +61,7 @@ def show(
 
 def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, folder: Path, on_disk: int) -> list[tuple[str, str]]:
     quants = ", ".join(f"{q} ({human_size(e.size)})" for q, e in sorted(manifest.quants.items()))
-    capabilities = _capabilities(manifest, info, folder)
+    capabilities = ", ".join(model_capabilities(manifest, folder, quant))
     return [
         ("name", manifest.name),
         ("type", manifest.model_type.value),
@@ -77,21 +78,6 @@ def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, folder: Path, on_
         ("pulled", manifest.pulled_at.strftime("%Y-%m-%d %H:%M UTC")),
         ("files", ", ".join(f.path or f.name for f in manifest.quants[quant].files)),
     ]
-
-
-def _capabilities(manifest: Manifest, info: GGUFInfo, folder: Path) -> str:
-    """What requests the model can serve, from its type, its chat template and its projector's header."""
-    kind = manifest.model_type.value
-    if kind == "embedder":
-        return "embeddings"
-    if kind == "reranker":
-        return "reranking"
-    found = ["completion"] + (["chat"] if info.has_chat_template else [])
-    projector = manifest.mmproj.location(folder) if manifest.mmproj else None
-    if kind == "vlm" and projector is not None and projector.is_file():
-        media = read_info(projector)
-        found += (["vision"] if media.vision else []) + (["audio"] if media.audio else [])
-    return ", ".join(found)
 
 
 def _count(n: int) -> str:

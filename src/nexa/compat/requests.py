@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import ValidationError
+
 from nexa.compat.tools import check_tool_turns, tool_fields
 from nexa.errors import InvalidRequest
 from nexa.wire.openai import ChatCompletionRequest, CompletionRequest, SamplingRequest
@@ -14,7 +16,7 @@ _RENAMED = {"repetition_penalty": "repeat_penalty"}
 # Handled here rather than passed through.
 _OWN_FIELDS = {
     "model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages", "keep_alive",
-    "tools", "tool_choice", "parallel_tool_calls",
+    "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
 }
 _REASONING = {"parsed": "deepseek", "raw": "none"}
 
@@ -31,6 +33,17 @@ def _sampling_body(request: SamplingRequest, manifest: Manifest, max_tokens: int
     if request.stream and "stream_options" not in body:
         body["stream_options"] = {"include_usage": False}
     return body
+
+
+def translated_chat(fields: dict[str, Any]) -> ChatCompletionRequest:
+    """The chat request another dialect translates into. Limits counted over the translation (images
+    per request, say) are checked only here, so a failure is the client's 400, not our 500."""
+    try:
+        return ChatCompletionRequest(**fields)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise InvalidRequest(str(error.get("msg", "invalid request")).removeprefix("Value error, "),
+                             param=".".join(str(p) for p in error.get("loc", ()))) from None
 
 
 def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> dict[str, Any]:
@@ -63,4 +76,6 @@ def completion_body(request: CompletionRequest, manifest: Manifest, ctx: int) ->
     body = _sampling_body(request, manifest, request.max_tokens, ctx)
     body.pop("echo", None)
     body.pop("suffix", None)
+    if request.logprobs == 0:
+        body["logprobs"] = 1  # the engine returns none for 0; OpenAI's 0 still gives each token's own logprob
     return body

@@ -2,17 +2,143 @@
 
 The engine parses tool calls and renders tool turns through the model's template, but
 it ignores a named `tool_choice` (it reads only the strings "auto", "none" and
-"required"), accepts `tool_choice` without `tools`, and answers 500 when an earlier
-assistant turn carries arguments that are not JSON. Those cases are settled here.
+"required"), accepts `tool_choice` without `tools`, answers 500 when an earlier
+assistant turn carries arguments that are not JSON, and drops `tools` without a word when
+the model's template cannot render them. Those cases are settled here, and OpenAI's
+deprecated `functions` form is mapped onto tools.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 from typing import Any
 
-from nexa.errors import InvalidRequest
-from nexa.wire.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice
+from nexa.compat.media import media_support
+from nexa.errors import InvalidRequest, NexaError
+from nexa.store import Manifest, ModelType
+from nexa.store.gguf_meta import read_chat_template
+from nexa.wire.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice, Tool, ToolCall
+
+# Jinja tags, and the quoted strings inside them: a template supports tools when its code reads `tools`.
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_TOOLS_VARIABLE = re.compile(r"\btools\b")
+
+
+def template_reads_tools(template: str) -> bool:
+    """Whether a chat template's code uses the `tools` variable. llama.cpp renders tools only through
+    the template; one that never reads them (SmolLM2's) gets tools dropped and no tool instructions."""
+    return any(_TOOLS_VARIABLE.search(_QUOTED.sub("", tag)) for tag in _JINJA_TAG.findall(template))
+
+
+def _chat_template(manifest: Manifest, model_dir: Path, quant: str | None) -> str | None:
+    """The quant's (default: the default quant's) chat template; None for a retrieval model or none."""
+    entry = manifest.quants.get(quant or manifest.default_quant())
+    if entry is None or manifest.model_type not in (ModelType.llm, ModelType.vlm):
+        return None
+    return read_chat_template(str(entry.files[0].location(model_dir)))
+
+
+def supports_tools(manifest: Manifest, model_dir: Path, quant: str | None = None) -> bool:
+    """Whether the model can be asked for tool calls: a chat model whose GGUF chat template reads
+    `tools`. Reads the header once per file version; call it off the event loop. The chat routes,
+    /v1/models and nexa show all decide with it."""
+    template = _chat_template(manifest, model_dir, quant)
+    return template is not None and template_reads_tools(template)
+
+
+def capabilities(manifest: Manifest, model_dir: Path, quant: str | None = None) -> list[str]:
+    """What requests the model serves, as a model card lists them (Ollama's names where they exist):
+    from its type, its chat template and its projector's header. Call it off the event loop."""
+    if manifest.model_type is ModelType.embedder:
+        return ["embeddings"]
+    if manifest.model_type is ModelType.reranker:
+        return ["reranking"]
+    template = _chat_template(manifest, model_dir, quant)
+    found = ["completion"]
+    if template:
+        found += ["chat"] + (["tools"] if template_reads_tools(template) else [])
+    if manifest.mmproj is not None:
+        try:
+            media = media_support(manifest, model_dir)
+        except NexaError:
+            return found  # an unreadable projector: the load will say why
+        found += (["vision"] if media.image else []) + (["audio"] if media.audio else [])
+    return found
+
+
+def require_tool_support(request: ChatCompletionRequest, manifest: Manifest, model_dir: Path, quant: str) -> None:
+    """Tools the model cannot use are refused, not dropped: the client would wait for a call that never
+    comes. `tool_choice: "none"` asks for no call, so the tools may go unused."""
+    if request.tools and request.tool_choice != "none" and not supports_tools(manifest, model_dir, quant):
+        raise InvalidRequest(
+            f"model '{manifest.name}' cannot call tools: its chat template has no tool support, so the "
+            "engine would ignore 'tools'; use a model whose card lists 'tools' in its capabilities "
+            "(GET /v1/models), or leave 'tools' out",
+            param="tools",
+            code="tools_not_supported",
+        )
+
+
+# ---------------------------------------------------------------- deprecated functions
+
+
+def uses_functions(request: ChatCompletionRequest) -> bool:
+    """The request speaks OpenAI's deprecated function-calling form, so its reply should too."""
+    return request.functions is not None
+
+
+def upgrade_functions(request: ChatCompletionRequest) -> ChatCompletionRequest:
+    """`functions`/`function_call` as `tools`/`tool_choice`, and function turns of the history as tool
+    turns. Legacy turns carry no call ids, so each function result answers the latest function call."""
+    legacy_turns = any(m.role == "function" or m.function_call for m in request.messages)
+    if request.functions is None and request.function_call is None and not legacy_turns:
+        return request
+    if request.functions is not None and request.tools is not None:
+        raise InvalidRequest("send 'tools' or the deprecated 'functions', not both", param="functions")
+    if request.function_call is not None and request.tool_choice is not None:
+        raise InvalidRequest("send 'tool_choice' or the deprecated 'function_call', not both", param="function_call")
+    if request.function_call not in (None, "none", "auto") and not request.functions:
+        raise InvalidRequest("function_call names a function; add its definition to 'functions'", param="function_call")
+    update: dict[str, Any] = {"functions": None, "function_call": None}
+    if request.functions is not None:
+        update["tools"] = [Tool(function=f) for f in request.functions]
+    choice = request.function_call
+    if choice is not None:
+        update["tool_choice"] = choice if isinstance(choice, str) else NamedToolChoice(function=choice)
+    if legacy_turns:
+        update["messages"] = _tool_turns(request.messages)
+    return request.model_copy(update=update)
+
+
+def _tool_turns(messages: list[ChatMessage]) -> list[ChatMessage]:
+    turns, last_id = [], None
+    for i, message in enumerate(messages):
+        if message.role == "assistant" and message.function_call is not None:
+            last_id = f"call_{i}"
+            call = ToolCall(id=last_id, function=message.function_call)
+            calls = [*(message.tool_calls or []), call]
+            message = message.model_copy(update={"function_call": None, "tool_calls": calls})
+        elif message.role == "function":
+            message = message.model_copy(update={"role": "tool", "tool_call_id": last_id or f"call_{message.name}"})
+        turns.append(message)
+    return turns
+
+
+def as_function_call(data: dict[str, Any]) -> dict[str, Any]:
+    """An engine answer or chunk in the deprecated shape: the first tool call as `function_call`
+    (in `message` or `delta`), finish_reason "function_call". Changes `data` in place."""
+    for choice in data.get("choices") or []:
+        part = choice.get("message") or choice.get("delta") or {}
+        calls = part.pop("tool_calls", None)
+        first = next((c for c in calls or [] if c.get("index", 0) == 0), None)
+        if first is not None:
+            part["function_call"] = {k: v for k, v in first["function"].items() if v is not None}
+        if choice.get("finish_reason") == "tool_calls":
+            choice["finish_reason"] = "function_call"
+    return data
 
 
 def tool_fields(request: ChatCompletionRequest) -> dict[str, Any]:

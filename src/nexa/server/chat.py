@@ -4,10 +4,12 @@ ChatCompletionRequest, calls `start_chat`, and translates the engine's answer ba
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from nexa.compat.media import MediaPolicy, resolve_media
 from nexa.compat.requests import chat_body
+from nexa.compat.tools import require_tool_support
 from nexa.runtime import Lease, ModelManager
 from nexa.server.model_types import require_model_type
 from nexa.wire.openai import ChatCompletionRequest
@@ -30,6 +32,8 @@ async def start_chat(
     Media is fetched and checked before the model is leased, so bad input never loads a model."""
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, route)
+    if request.tools:  # reading the chat template may touch the file: off the loop
+        await asyncio.to_thread(require_tool_support, request, manifest, manager.store.model_dir(manifest.name), quant)
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
     body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
     apply_keep_cache(body, keep_cache)

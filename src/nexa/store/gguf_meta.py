@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import mmap
 import os
 import struct
 from dataclasses import dataclass
@@ -114,6 +115,26 @@ def _read_value(data: bytes, offset: int, value_type: int) -> tuple[Any, int]:
         return count, offset
     fmt = "<" + _SCALARS[value_type]
     return struct.unpack_from(fmt, data, offset)[0], offset + struct.calcsize(fmt)
+
+
+@functools.lru_cache(maxsize=256)
+def _read_chat_template(path: str, mtime_ns: int) -> str | None:
+    try:
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            template = read_prefix_kv(data).get("tokenizer.chat_template")  # type: ignore[arg-type]
+    except (OSError, ValueError):
+        return None
+    return template if isinstance(template, str) else None
+
+
+def read_chat_template(path: str) -> str | None:
+    """The chat template in a GGUF header, or None; cached per file version. The header is walked key by
+    key without GGUFReader's vocabulary arrays (tens of ms, not seconds), but still call it off the event loop."""
+    try:
+        mtime = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    return _read_chat_template(path, mtime)
 
 
 @dataclass(frozen=True)

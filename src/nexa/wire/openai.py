@@ -121,10 +121,13 @@ class ToolCall(StrictBase):
 
 
 class ChatMessage(StrictBase):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
+        description="'function' (deprecated): a function's result, sent as a tool turn."
+    )
     content: str | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
+    function_call: FunctionCall | None = Field(None, description="Deprecated: an assistant's call, as a tool call.")
     tool_call_id: str | None = None
     reasoning_content: str | None = None
 
@@ -172,6 +175,12 @@ class ChatCompletionRequest(SamplingRequest):
     tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
     parallel_tool_calls: bool | None = None
+    functions: list[FunctionDefinition] | None = Field(
+        None, max_length=MAX_TOOLS, description="Deprecated form of `tools`; the reply then carries `function_call`."
+    )
+    function_call: Literal["none", "auto"] | NamedFunction | None = Field(
+        None, description="Deprecated form of `tool_choice`."
+    )
     response_format: ResponseFormat | None = None
     enable_think: bool | None = Field(None, description="Nexa: let reasoning models think (default true).")
     reasoning_format: Literal["parsed", "raw"] | None = Field(
@@ -349,6 +358,10 @@ class ModelCard(BaseModel):
     quant: str
     size: int = Field(description="Bytes of weights (model + projector).")
     loaded: bool
+    capabilities: list[str] = Field(
+        description="What it serves: completion, chat, tools (its template renders function tools), vision, "
+        "audio; or embeddings, reranking."
+    )
 
 
 class ModelList(BaseModel):

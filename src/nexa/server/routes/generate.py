@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+from collections.abc import AsyncIterator, Callable
+from contextlib import aclosing
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from nexa.compat.completions import CompletionStream, completion_reply
 from nexa.compat.requests import completion_body
+from nexa.compat.tools import as_function_call, upgrade_functions, uses_functions
+from nexa.errors import NexaError
 from nexa.server.chat import apply_keep_cache, start_chat
 from nexa.server.deps import Manager, MediaRules, WorkerClient
+from nexa.server.errors import nexa_error_response
 from nexa.server.model_types import require_model_type
-from nexa.server.relay import post_json, post_stream
+from nexa.server.relay import fetch_json, open_chunks, post_json, post_stream
 from nexa.wire.openai import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -46,9 +53,25 @@ def _responses(model: type, chunk: type | None = None) -> dict:
 async def chat_completions(
     request: ChatCompletionRequest, manager: Manager, client: WorkerClient, media: MediaRules, keep_cache: KeepCache = None
 ) -> Response:
+    legacy = uses_functions(request)
+    request = upgrade_functions(request)
     lease, body = await start_chat(request, manager, media, keep_cache=keep_cache)
-    relay = post_stream if request.stream else post_json
-    return await relay(client, lease, "/v1/chat/completions", body, request.model)
+    if not legacy:  # the fast path: the engine's bytes, passed through
+        relay = post_stream if request.stream else post_json
+        return await relay(client, lease, "/v1/chat/completions", body, request.model)
+    # The deprecated functions form: the reply carries `function_call` instead of tool calls.
+    if not request.stream:
+        answer = await fetch_json(client, lease, "/v1/chat/completions", body)
+        return JSONResponse(as_function_call({**answer, "model": request.model}))
+    wants_usage = bool(request.stream_options and request.stream_options.include_usage)
+    chunks = await open_chunks(client, lease, "/v1/chat/completions", body)
+
+    def translate(chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        if not chunk.get("choices") and not wants_usage:
+            return []  # the usage chunk the client did not ask for
+        return [as_function_call({**chunk, "model": request.model})]
+
+    return _event_stream(chunks, translate)
 
 
 @router.post("/v1/completions", responses=_responses(Completion), response_model=None)
@@ -60,5 +83,40 @@ async def completions(
     body = completion_body(request, manifest, manager.ctx_for(manifest, quant))
     apply_keep_cache(body, keep_cache)
     lease = await manager.acquire(manifest, quant, request.keep_alive)
-    relay = post_stream if request.stream else post_json
-    return await relay(client, lease, "/v1/completions", body, request.model)
+    if not request.stream:
+        answer = await fetch_json(client, lease, "/v1/completions", body)
+        return JSONResponse(completion_reply(answer, request.model, request.logprobs))
+    stream = CompletionStream(
+        request.model, request.logprobs, bool(request.stream_options and request.stream_options.include_usage)
+    )
+    return _event_stream(await open_chunks(client, lease, "/v1/completions", body), stream.feed, stream.finish)
+
+
+def _event_stream(
+    chunks: AsyncIterator[dict[str, Any]],
+    translate: Callable[[dict[str, Any]], list[dict[str, Any]]],
+    finish: Callable[[], list[dict[str, Any]]] = list,
+) -> StreamingResponse:
+    """Translated chunks as server-sent events ending with [DONE]; an error mid-stream is a last
+    `data: {"error": ...}` event. A client that leaves closes `chunks`, which stops the generation."""
+
+    async def events() -> AsyncIterator[bytes]:
+        async with aclosing(chunks):  # type: ignore[type-var]
+            try:
+                async for chunk in chunks:
+                    for event in translate(chunk):
+                        yield _sse(event)
+                for event in finish():
+                    yield _sse(event)
+            except NexaError as exc:
+                yield b"data: " + bytes(nexa_error_response(exc).body) + b"\n\n"
+                return
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(
+        events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
+
+
+def _sse(event: dict[str, Any]) -> bytes:
+    return b"data: " + json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"

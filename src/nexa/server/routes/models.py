@@ -1,18 +1,23 @@
-"""GET /v1/models and /v1/models/{org}/{repo}[:quant]: what is pulled, and whether it is loaded."""
+"""GET /v1/models and /v1/models/{org}/{repo}[:quant]: what is pulled, whether it is loaded, what it can do."""
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 
+from nexa.compat.tools import capabilities
 from nexa.server.deps import Manager
+from nexa.store import Manifest, Store
 from nexa.wire.openai import ErrorResponse, ModelCard, ModelList
-from nexa.store import Manifest
 
 router = APIRouter(tags=["models"])
 
 
-def _cards(manifest: Manifest, loaded: set[str]) -> list[ModelCard]:
+def _cards(store: Store, manifest: Manifest, loaded: set[str]) -> list[ModelCard]:
+    """One card per quant. Capabilities read GGUF headers (cached per file): run it in a thread."""
     projector = manifest.mmproj.size if manifest.mmproj else 0
+    folder = store.model_dir(manifest.name)
     return [
         ModelCard(
             id=f"{manifest.name}:{quant}",
@@ -22,6 +27,7 @@ def _cards(manifest: Manifest, loaded: set[str]) -> list[ModelCard]:
             quant=quant,
             size=entry.size + projector,
             loaded=f"{manifest.name}:{quant}" in loaded,
+            capabilities=capabilities(manifest, folder, quant),
         )
         for quant, entry in sorted(manifest.quants.items())
     ]
@@ -30,11 +36,16 @@ def _cards(manifest: Manifest, loaded: set[str]) -> list[ModelCard]:
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(manager: Manager) -> ModelList:
     loaded = {m.id for m in manager.loaded()}
-    return ModelList(data=[card for m in manager.store.list() for card in _cards(m, loaded)])
+
+    def cards() -> list[ModelCard]:
+        return [card for m in manager.store.list() for card in _cards(manager.store, m, loaded)]
+
+    return ModelList(data=await asyncio.to_thread(cards))
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
 async def get_model(model_id: str, manager: Manager) -> ModelCard:
     manifest, quant = manager.resolve(model_id.strip("/"))
     loaded = {m.id for m in manager.loaded()}
-    return next(card for card in _cards(manifest, loaded) if card.quant == quant)
+    cards = await asyncio.to_thread(_cards, manager.store, manifest, loaded)
+    return next(card for card in cards if card.quant == quant)
