@@ -96,6 +96,9 @@ class Settings(BaseSettings):
         default_factory=dict,
         description="Per-model ctx/parallel/ngl/threads: NAME:ctx=8192,parallel=2 (';'-separated in the environment).",
     )
+    responses_store: int = Field(
+        256, ge=0, description="Responses kept in memory for GET /v1/responses/{id} and previous_response_id; 0 keeps none."
+    )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
     # Security (see README "Security"). List fields read comma-separated environment variables.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(

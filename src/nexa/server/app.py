@@ -13,7 +13,8 @@ from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, security
 from nexa.server.body import JSONBodyByDefault
-from nexa.server.routes import admin, generate, health, models, retrieval
+from nexa.server.response_store import ResponseStore
+from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval
 from nexa.wire.openai import ChatCompletionChunk
 
 
@@ -40,11 +41,12 @@ def create_app(manager: ModelManager) -> FastAPI:
     )
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)
+    app.state.responses = ResponseStore(manager.settings.responses_store)
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings)
     metrics.install(app, manager)
-    for module in (health, models, generate, retrieval, admin):
+    for module in (health, models, generate, retrieval, admin, anthropic, responses):
         app.include_router(module.router)
     _document_stream_chunk(app)
     return app

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 
 from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
+from nexa.server.response_store import ResponseStore
 
 
 def get_manager(request: Request) -> ModelManager:
@@ -23,6 +24,11 @@ def get_media_policy(request: Request) -> MediaPolicy:
     return request.app.state.media_policy
 
 
+def get_responses(request: Request) -> ResponseStore:
+    return request.app.state.responses
+
+
 Manager = Annotated[ModelManager, Depends(get_manager)]
 WorkerClient = Annotated[httpx.AsyncClient, Depends(get_client)]
 MediaRules = Annotated[MediaPolicy, Depends(get_media_policy)]
+Responses = Annotated[ResponseStore, Depends(get_responses)]

@@ -24,6 +24,7 @@ from nexa.errors import (
     StoreError,
     WorkerCrashed,
 )
+from nexa.wire import anthropic as anthropic_wire
 
 log = logging.getLogger("nexa.server")
 
@@ -44,7 +45,9 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
 
 # Path prefix → a function from (status, OpenAI error body) to that dialect's body; first match wins.
 DialectShape = Callable[[int, dict], dict]
-DIALECT_ERRORS: list[tuple[str, DialectShape]] = []
+DIALECT_ERRORS: list[tuple[str, DialectShape]] = [
+    ("/v1/messages", anthropic_wire.error_body),
+]
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | int | None = None) -> dict:

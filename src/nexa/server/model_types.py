@@ -12,6 +12,10 @@ ROUTE_TYPES: dict[str, tuple[ModelType, ...]] = {
     "/v1/embeddings": (ModelType.embedder,),
     "/v1/reranking": (ModelType.reranker,),
     "/v1/rerank": (ModelType.reranker,),
+    "/v1/messages": _GENERATIVE,
+    "/v1/messages/count_tokens": _GENERATIVE,
+    "/v1/responses": _GENERATIVE,
+    "/v1/responses/input_tokens": _GENERATIVE,
 }
 # Where to send a model of each type instead.
 _HOME = {

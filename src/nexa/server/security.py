@@ -1,7 +1,7 @@
 """Safe-by-default HTTP guards, as pure ASGI middleware so that streams pass through unbuffered.
 
 From the outside in: a Host-header check (DNS rebinding) when bound to loopback, CORS,
-the API-key check, and the request body limit. Each answers in OpenAI's error shape.
+the API-key check, and the request body limit. Each answers in the error shape of the path's dialect.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class LoopbackHostCheck:
 
 
 class APIKeyCheck:
-    """Every route but /health needs `Authorization: Bearer KEY`; CORS preflights never carry it."""
+    """Every route but /health needs `Authorization: Bearer KEY` or (as Anthropic clients send it)
+    `x-api-key: KEY`; CORS preflights never carry either."""
 
     def __init__(self, app: ASGIApp, keys: list[str]):
         self.app = app
@@ -83,7 +84,7 @@ class APIKeyCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
-            problem = self._problem(_header(scope, b"authorization"))
+            problem = self._problem(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
             if problem:
                 response = error_response(401, problem, "authentication_error", code="invalid_api_key", path=scope["path"])
                 response.headers["WWW-Authenticate"] = "Bearer"
@@ -91,15 +92,23 @@ class APIKeyCheck:
                 return
         await self.app(scope, receive, send)
 
-    def _problem(self, authorization: bytes | None) -> str | None:
-        """None when the key is right, else what is wrong; never echoes the key sent."""
-        if not authorization:
-            return "no API key: send 'Authorization: Bearer KEY' with a key given to nexa serve --api-key"
-        scheme, _, key = authorization.partition(b" ")
-        if scheme.lower() != b"bearer" or not key.strip():
-            return "malformed Authorization header: send 'Authorization: Bearer KEY'"
+    def _problem(self, authorization: bytes | None, api_key: bytes | None = None) -> str | None:
+        """None when the key is right, else what is wrong; never echoes the key sent. An x-api-key
+        header, when present, is the key checked."""
+        if api_key is not None:
+            key = api_key.strip()
+            if not key:
+                return "empty x-api-key header: send 'x-api-key: KEY' with a key given to nexa serve --api-key"
+        elif not authorization:
+            return ("no API key: send 'Authorization: Bearer KEY' (or 'x-api-key: KEY') with a key given to "
+                    "nexa serve --api-key")
+        else:
+            scheme, _, key = authorization.partition(b" ")
+            key = key.strip()
+            if scheme.lower() != b"bearer" or not key:
+                return "malformed Authorization header: send 'Authorization: Bearer KEY' (or 'x-api-key: KEY')"
         # Compare with every key, each in constant time, so timing tells neither the key nor which one matched.
-        if not any([hmac.compare_digest(key.strip(), known) for known in self._keys]):
+        if not any([hmac.compare_digest(key, known) for known in self._keys]):
             return "invalid API key: use a key given to nexa serve --api-key (or NEXA_API_KEY)"
         return None
 

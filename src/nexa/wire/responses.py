@@ -1,0 +1,272 @@
+"""OpenAI Responses API bodies (`POST /v1/responses`, `GET /v1/responses/{id}`).
+
+Only function tools exist here: built-in tools (web search, file search, ...) need OpenAI's
+servers. Input items are the same shapes as output items, so a client can send a response's
+output back as the next input. Unknown fields are ignored, as OpenAI clients send new ones;
+errors keep OpenAI's shape, so this dialect needs no entry in DIALECT_ERRORS.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, Discriminator, Field, Tag
+
+from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
+
+# ---------------------------------------------------------------- content parts
+
+
+class InputText(StrictBase):
+    type: Literal["input_text"]
+    text: str
+
+
+class InputImage(StrictBase):
+    type: Literal["input_image"]
+    image_url: str | None = Field(None, description="data: URI, http(s) URL, or a path on the server.")
+    file_id: str | None = Field(None, description="Not supported: nexa has no Files API; send image_url.")
+    detail: Literal["auto", "low", "high", "original"] | None = None
+
+
+class OutputText(StrictBase):
+    type: Literal["output_text"] = "output_text"
+    text: str
+    annotations: list[dict[str, Any]] = Field(default_factory=list)
+    logprobs: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Refusal(StrictBase):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[Union[InputText, InputImage, OutputText, Refusal], Field(discriminator="type")]
+
+# ---------------------------------------------------------------- items (input and output)
+
+
+class InputMessage(StrictBase):
+    type: Literal["message"] = "message"
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | Annotated[list[ContentPart], Field(max_length=MAX_PARTS)]
+    id: str | None = None
+    status: str | None = None
+
+
+class FunctionCallItem(StrictBase):
+    """A call the model made; sent back in input as part of the history."""
+
+    type: Literal["function_call"] = "function_call"
+    id: str | None = None
+    call_id: str = Field(description="Pairs the call with its function_call_output.")
+    name: str
+    arguments: str = Field(description="JSON-encoded arguments.")
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class FunctionCallOutputItem(StrictBase):
+    type: Literal["function_call_output"]
+    call_id: str
+    output: str | Annotated[list[Union[InputText, OutputText]], Field(max_length=MAX_PARTS)]
+    id: str | None = None
+    status: str | None = None
+
+
+class SummaryText(StrictBase):
+    type: Literal["summary_text"] = "summary_text"
+    text: str
+
+
+class ReasoningText(StrictBase):
+    type: Literal["reasoning_text"] = "reasoning_text"
+    text: str
+
+
+class ReasoningItem(StrictBase):
+    """The model's thinking: `content` holds it as the engine produced it."""
+
+    type: Literal["reasoning"] = "reasoning"
+    id: str | None = None
+    summary: list[SummaryText] = Field(default_factory=list)
+    content: list[ReasoningText] | None = None
+    encrypted_content: str | None = Field(None, description="Ignored: nexa's reasoning is never encrypted.")
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+def _item_type(value: Any) -> str:
+    """A message may leave out `type` (OpenAI's "easy input message")."""
+    kind = value.get("type", "message") if isinstance(value, dict) else getattr(value, "type", "message")
+    return kind if isinstance(kind, str) else ""
+
+
+InputItem = Annotated[
+    Union[
+        Annotated[InputMessage, Tag("message")],
+        Annotated[FunctionCallItem, Tag("function_call")],
+        Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+        Annotated[ReasoningItem, Tag("reasoning")],
+    ],
+    Discriminator(
+        _item_type,
+        custom_error_type="invalid_item_type",
+        custom_error_message="unsupported input item type; use message, function_call, function_call_output or reasoning",
+    ),
+]
+
+
+class OutputMessage(StrictBase):
+    type: Literal["message"] = "message"
+    id: str
+    role: Literal["assistant"] = "assistant"
+    status: Literal["in_progress", "completed", "incomplete"] = "completed"
+    content: list[OutputText] = Field(default_factory=list)
+
+
+OutputItem = Annotated[Union[OutputMessage, FunctionCallItem, ReasoningItem], Field(discriminator="type")]
+
+# ---------------------------------------------------------------- request
+
+
+class FunctionTool(StrictBase):
+    """Responses' flat function tool (chat nests the same fields under `function`)."""
+
+    type: Literal["function"] = Field(description="Only function tools: built-in tools need OpenAI's servers.")
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class FunctionToolChoice(StrictBase):
+    type: Literal["function"]
+    name: str
+
+
+class TextFormatText(StrictBase):
+    type: Literal["text"] = "text"
+
+
+class TextFormatJSONObject(StrictBase):
+    type: Literal["json_object"]
+
+
+class TextFormatJSONSchema(StrictBase):
+    type: Literal["json_schema"]
+    name: str = "response"
+    schema_: dict[str, Any] = Field(alias="schema", description="The JSON schema the output must follow.")
+    description: str | None = None
+    strict: bool | None = None
+
+
+TextFormat = Annotated[Union[TextFormatText, TextFormatJSONObject, TextFormatJSONSchema], Field(discriminator="type")]
+
+
+class TextConfig(StrictBase):
+    format: TextFormat = Field(default_factory=TextFormatText)
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class Reasoning(StrictBase):
+    effort: str | None = Field(None, description="'none' turns thinking off; other values keep the model's default.")
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice
+
+
+class ResponsesRequest(StrictBase):
+    """OpenAI's Responses request, function tools only, plus the Nexa field `keep_alive`."""
+
+    model: str = Field(description="Store name: org/repo or org/repo:QUANT (case-insensitive quant).")
+    input: str | Annotated[list[InputItem], Field(min_length=1, max_length=MAX_MESSAGES)] = Field(
+        description="A user message, or a list of items: messages, function calls and their outputs, reasoning."
+    )
+    instructions: str | None = Field(None, description="A system message; not carried over by previous_response_id.")
+    previous_response_id: str | None = Field(None, description="Continue from a stored response: its input and output come first.")
+    store: bool = Field(True, description="Keep the response for GET and previous_response_id (in memory, bounded).")
+    stream: bool = False
+    tools: list[FunctionTool] | None = Field(None, max_length=MAX_TOOLS)
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    text: TextConfig | None = None
+    reasoning: Reasoning | None = None
+    max_output_tokens: MaxTokens
+    temperature: Temperature
+    top_p: TopP
+    metadata: dict[str, str] | None = Field(None, max_length=16, description="Echoed in the response.")
+    user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
+    background: bool | None = Field(None, description="Not supported: must be false.")
+    keep_alive: KeepAlive
+
+
+# ---------------------------------------------------------------- response
+
+
+class InputTokensDetails(BaseModel):
+    cached_tokens: int = 0
+    cache_write_tokens: int = 0
+
+
+class OutputTokensDetails(BaseModel):
+    reasoning_tokens: int = 0
+
+
+class ResponseUsage(BaseModel):
+    input_tokens: int
+    input_tokens_details: InputTokensDetails = Field(default_factory=InputTokensDetails)
+    output_tokens: int
+    output_tokens_details: OutputTokensDetails = Field(default_factory=OutputTokensDetails)
+    total_tokens: int
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class ResponseError(BaseModel):
+    code: str
+    message: str
+
+
+class Response(BaseModel):
+    """A response, as POST returns it, the stream's last event carries it, and GET gives it again."""
+
+    id: str = Field(description="resp_...; usable as previous_response_id while stored.")
+    object: Literal["response"] = "response"
+    created_at: int
+    completed_at: int | None = None
+    status: Literal["in_progress", "completed", "incomplete", "failed"]
+    error: ResponseError | None = None
+    incomplete_details: IncompleteDetails | None = None
+    model: str
+    output: list[OutputItem] = Field(default_factory=list)
+    usage: ResponseUsage | None = None
+    instructions: str | None = None
+    previous_response_id: str | None = None
+    store: bool = True
+    background: bool = False
+    parallel_tool_calls: bool = True
+    tool_choice: ToolChoice = "auto"
+    tools: list[FunctionTool] = Field(default_factory=list)
+    text: TextConfig = Field(default_factory=TextConfig)
+    reasoning: Reasoning | None = None
+    max_output_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    truncation: Literal["disabled"] = "disabled"
+    metadata: dict[str, str] = Field(default_factory=dict)
+    user: str | None = None
+
+
+class DeletedResponse(BaseModel):
+    id: str
+    object: Literal["response"] = "response"
+    deleted: bool = True
+
+
+class InputTokens(BaseModel):
+    """`POST /v1/responses/input_tokens`, which takes a response request's body."""
+
+    object: Literal["response.input_tokens"] = "response.input_tokens"
+    input_tokens: int
