@@ -110,6 +110,9 @@ class Settings(BaseSettings):
         description="Browser origins allowed by CORS (default: localhost ones only); '*' allows any.",
     )
     max_body: int = Field(DEFAULT_MAX_BODY, ge=1024, description="Largest request body in bytes; larger ones get 413.")
+    body_timeout: float = Field(
+        30.0, gt=0, description="Seconds a client has to send a request's headers, and then its body (else 408)."
+    )
     media_root: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Folder whose files requests may name as media when not bound to loopback; repeatable.",

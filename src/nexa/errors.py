@@ -8,6 +8,7 @@
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
     ├── WorkerCrashed         the worker died while serving a request (HTTP 503)
     ├── EngineRefused         the engine answered an error (its own status)
+    ├── ClientGone            the client disconnected before its answer was ready (HTTP 499, never seen)
     ├── StoreError            the local store is missing or inconsistent
     ├── HubError              Hugging Face refused or failed a pull (CLI only)
     └── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
@@ -66,6 +67,10 @@ class EngineRefused(NexaError):
         self.type = type_
 
 
+class ClientGone(NexaError):
+    """The client closed its connection while the answer was being made; the work was cancelled."""
+
+
 class StoreError(NexaError):
     """The model store cannot do what was asked."""
 
@@ -76,3 +81,11 @@ class HubError(NexaError):
 
 class ConfigError(NexaError):
     """A setting cannot be used; raised before anything starts."""
+
+
+def clip(text: str, limit: int = 120) -> str:
+    """`text` cut to `limit` characters, saying how much was cut: client strings quoted in messages and
+    log lines stay small, so formatting them (Rich, JSON) costs the same whatever the client sent."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"

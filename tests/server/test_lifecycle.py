@@ -227,7 +227,7 @@ def test_sigterm_cuts_a_running_stream_with_an_error_event_and_leaves_no_worker(
             next(line for line in lines if '"content":"T' in line)
             server.process.send_signal(signal.SIGTERM)
             last = [line for line in lines if line][-1]  # the grace (8 s) is shorter than the generation
-    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "worker_crashed"
+    assert json.loads(last.removeprefix("data: "))["error"]["code"] == "server_shutting_down"
     assert server.stop() in (0, -signal.SIGTERM)
     assert worker_pids(datadir) == []
 

@@ -56,6 +56,9 @@ def serve(
         Optional[list[str]], typer.Option(help=_help("origins") + " Repeatable.", show_default=_default("origins"))
     ] = None,
     max_body: Annotated[Optional[int], typer.Option(help=_help("max_body"), show_default=_default("max_body"))] = None,
+    body_timeout: Annotated[
+        Optional[float], typer.Option(help=_help("body_timeout"), show_default=_default("body_timeout"))
+    ] = None,
     media_root: Annotated[
         Optional[list[Path]], typer.Option(help=_help("media_root"), show_default=_default("media_root"))
     ] = None,
@@ -89,7 +92,7 @@ def serve(
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
-        api_keys=api_key, origins=origins, max_body=max_body, media_root=media_root,
+        api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
         max_loaded_models=max_loaded_models, preload=preload, model_options=model_option,
     )

@@ -282,7 +282,7 @@ async def resolve_media(
     naming the first bad part (e.g. `messages[0].content[1]`) before any model is loaded."""
     if not any(_has_media(m) for m in messages):
         return messages
-    support = media_support(manifest, model_dir)
+    support = await asyncio.to_thread(media_support, manifest, model_dir)  # may parse the projector's header
     resolved = []
     for i, message in enumerate(messages):
         if not _has_media(message):

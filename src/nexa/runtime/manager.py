@@ -60,6 +60,7 @@ class LoadedModel:
     last_used: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
     loaded_at: float = field(default_factory=time.time)
+    shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
 
     @property
     def parallel(self) -> int:
@@ -208,7 +209,7 @@ class ModelManager:
         """Lease a resolved model, loading it first if needed; `keep_alive` (seconds) replaces its keep-alive."""
         self._ensure_supervisor()
         if self._closing:
-            raise Overloaded("the server is shutting down; retry once it is back", code="shutting_down")
+            raise Overloaded("the server is shutting down; retry once it is back", retry_after=5, code="server_shutting_down")
         model_id = f"{manifest.name}:{quant}"
         model = self._loaded.get(model_id)
         if model is not None and not model.worker.alive:
@@ -254,7 +255,7 @@ class ModelManager:
     async def _load(self, model_id: str, manifest: Manifest, quant: str) -> LoadedModel:
         spec = self.spec(manifest, quant)
         weights = manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
-        need = self._estimate(spec, weights)
+        need = await asyncio.to_thread(self._estimate, spec, weights)  # parses the GGUF header: off the loop
         async with self._admission:
             await self._make_room(model_id, need)
             self._reserved[model_id] = need
@@ -430,4 +431,6 @@ class ModelManager:
         for task in list(self._loading.values()):
             task.cancel()
         await asyncio.gather(*self._loading.values(), return_exceptions=True)
+        for model in self._loaded.values():
+            model.shutting_down = True
         await asyncio.gather(*(self._unload(m, "shutdown") for m in list(self._loaded.values())))

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nexa.errors import (
+    ClientGone,
     Forbidden,
     EngineRefused,
     InvalidRequest,
@@ -23,10 +24,17 @@ from nexa.errors import (
     Overloaded,
     StoreError,
     WorkerCrashed,
+    clip,
 )
 from nexa.wire import anthropic as anthropic_wire
 
 log = logging.getLogger("nexa.server")
+
+# Longest message sent, and longest one logged: messages may quote what the client sent.
+MAX_MESSAGE = 2000
+MAX_LOGGED = 300
+# Seconds a 503 asks clients to wait when the error does not say (a load, a restart, a drain).
+RETRY_AFTER = 2
 
 # class → (HTTP status, OpenAI error type); the first matching class in MRO order wins.
 STATUS: dict[type[NexaError], tuple[int, str]] = {
@@ -37,10 +45,11 @@ STATUS: dict[type[NexaError], tuple[int, str]] = {
     Overloaded: (503, "overloaded_error"),
     WorkerCrashed: (503, "worker_error"),
     StoreError: (500, "store_error"),
+    ClientGone: (499, "client_closed_request"),  # nginx's status: nobody reads it, the logs and metrics do
 }
 
 _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error",
-               405: "invalid_request_error", 413: "request_too_large", 429: "rate_limit_error"}
+               405: "invalid_request_error", 408: "request_timeout", 413: "request_too_large", 429: "rate_limit_error"}
 
 
 # Path prefix → a function from (status, OpenAI error body) to that dialect's body; first match wins.
@@ -58,9 +67,12 @@ def error_response(
     status: int, message: str, type_: str, param: str | None = None, code: str | None = None, *, path: str = ""
 ) -> JSONResponse:
     """The error in the shape of the dialect that serves `path` (OpenAI's when none other does)."""
-    body = error_body(message, type_, param, code)
+    body = error_body(clip(message, MAX_MESSAGE), type_, param, code)
     shape = next((shape for prefix, shape in DIALECT_ERRORS if path.startswith(prefix)), None)
-    return JSONResponse(body if shape is None else shape(status, body), status_code=status)
+    response = JSONResponse(body if shape is None else shape(status, body), status_code=status)
+    if status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER)
+    return response
 
 
 def nexa_error_response(exc: NexaError, path: str = "") -> JSONResponse:
@@ -105,7 +117,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(NexaError)
     async def _nexa(request: Request, exc: NexaError) -> JSONResponse:
-        log.info("%s %s -> %s", request.method, request.url.path, exc.message)
+        log.info("%s %s -> %s", request.method, clip(request.url.path, MAX_LOGGED), clip(exc.message, MAX_LOGGED))
         return nexa_error_response(exc, request.url.path)
 
     @app.exception_handler(RequestValidationError)
@@ -115,15 +127,17 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        param = getattr(exc, "param", None)  # set by the body checks that name a field
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
         if exc.status_code == 404 and message == "Not Found":
-            message = f"no route {request.method} {request.url.path}; see /docs for the API"
+            message = f"no route {request.method} {clip(request.url.path)}; see /docs for the API"
         if exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs for the API"
+            message = f"{request.method} is not allowed on {clip(request.url.path)}; see /docs for the API"
         type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
-        return error_response(exc.status_code, message, type_, path=request.url.path)
+        return error_response(exc.status_code, message, type_, param, "invalid_request" if param else None,
+                              path=request.url.path)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, clip(request.url.path, MAX_LOGGED))
         return error_response(500, "internal server error; the server log has details", "server_error", path=request.url.path)

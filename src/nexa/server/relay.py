@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from nexa.errors import EngineRefused, WorkerCrashed
 from nexa.runtime import Lease
+from nexa.server.body import unless_client_leaves
 from nexa.server.errors import error_body, error_response
 from nexa.server.metrics import note_model, note_usage
 
@@ -75,6 +76,12 @@ def _usage(data: str) -> dict | None:
 
 
 def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
+    if lease.model.shutting_down:  # stopped by the drain after its grace, not by a fault
+        return WorkerCrashed(
+            f"the server is shutting down and stopped '{lease.model.id}' before this answer was complete; "
+            "retry once it is back",
+            code="server_shutting_down",
+        )
     return WorkerCrashed(
         f"the worker for '{lease.model.id}' stopped while answering ({exc.__class__.__name__}); retry the request",
         code="worker_crashed",
@@ -84,11 +91,13 @@ def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
 async def call(
     client: httpx.AsyncClient, lease: Lease, method: str, path: str, body: dict[str, Any] | None = None
 ) -> httpx.Response:
-    """One request to the lease's worker, which stays leased; a broken connection is WorkerCrashed.
-    Its token usage, if any, goes to the request's metrics."""
+    """One request to the lease's worker, which stays leased; a broken connection is WorkerCrashed, and a
+    client that disconnects meanwhile cancels it (ClientGone). Its token usage, if any, goes to the request's metrics."""
     note_model(lease.model.id)
     try:
-        response = await client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+        response = await unless_client_leaves(
+            client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+        )
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
     if response.status_code < 400:

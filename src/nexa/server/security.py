@@ -6,6 +6,7 @@ the API-key check, and the request body limit. Each answers in the error shape o
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import re
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from nexa.config import LOOPBACK_NAMES, Settings
 from nexa.server.errors import error_response
@@ -24,12 +26,12 @@ OPEN_PATHS = frozenset({"/health"})
 
 def install(app: FastAPI, settings: Settings) -> None:
     """Add the guards around `app`; call after every other middleware, as the last added runs first."""
-    app.add_middleware(BodyLimit, max_body=settings.max_body)
+    app.add_middleware(BodyLimit, max_body=settings.max_body, timeout=settings.body_timeout)
     if settings.api_keys:
         app.add_middleware(APIKeyCheck, keys=[key.get_secret_value() for key in settings.api_keys])
     app.add_middleware(CORSMiddleware, **cors_options(settings.origins))
     if settings.loopback():
-        app.add_middleware(LoopbackHostCheck)
+        app.add_middleware(LoopbackHostCheck, bound=settings.bind()[0])
 
 
 def cors_options(origins: list[str]) -> dict:
@@ -46,12 +48,14 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 class LoopbackHostCheck:
     """A web page can point its own domain at 127.0.0.1 (DNS rebinding) and then read our answers
-    as same-origin; it cannot make the browser send `Host: localhost`, so only those names pass."""
+    as same-origin; it cannot make the browser send `Host: localhost`, so only those names pass, and the
+    address the server is bound to (`--host 127.0.0.2`: clients address it by that)."""
 
     _HOST = re.compile(rb"^(\[[0-9a-fA-F:.]+\]|[^:\[\]]+)(:\d*)?$")
 
-    def __init__(self, app: ASGIApp):
+    def __init__(self, app: ASGIApp, bound: str = "127.0.0.1"):
         self.app = app
+        self._names = frozenset({*LOOPBACK_NAMES, bound.lower().strip("[]")})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -61,7 +65,7 @@ class LoopbackHostCheck:
                 response = error_response(
                     403,
                     f"Host '{shown}' is refused: a server bound to loopback answers only requests addressed to "
-                    "localhost, 127.0.0.1 or [::1] (this blocks DNS-rebinding attacks); use one of those names, "
+                    f"{', '.join(sorted(self._names))} (this blocks DNS-rebinding attacks); use one of those names, "
                     "or bind nexa serve --host to the address clients use",
                     "permission_error", code="host_not_allowed", path=scope["path"],
                 )
@@ -71,7 +75,7 @@ class LoopbackHostCheck:
 
     def _allowed(self, host: bytes) -> bool:
         match = self._HOST.match(host.strip())
-        return bool(match) and match.group(1).decode("latin-1").lower().strip("[]") in LOOPBACK_NAMES
+        return bool(match) and match.group(1).decode("latin-1").lower().strip("[]") in self._names
 
 
 class APIKeyCheck:
@@ -120,13 +124,23 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"the request body is larger than {limit} bytes; send less, or raise nexa serve --max-body")
 
 
+class BodyTooSlow(HTTPException):
+    """Raised from `receive` when the body is not all in by the deadline; the app's handlers make it a 408."""
+
+    def __init__(self, timeout: float):
+        super().__init__(408, f"the request body did not arrive within {timeout:g} s; send it at once, "
+                              "or raise nexa serve --body-timeout")
+
+
 class BodyLimit:
     """Refuses bodies over `max_body` bytes: at once when Content-Length says so, else by counting
-    the bytes as they arrive (a chunked or lying client cannot get past it)."""
+    the bytes as they arrive (a chunked or lying client cannot get past it). A body not complete
+    `timeout` seconds after the request's headers is refused too: a trickling client holds no slot for long."""
 
-    def __init__(self, app: ASGIApp, max_body: int):
+    def __init__(self, app: ASGIApp, max_body: int, timeout: float = 30.0):
         self.app = app
         self.max_body = max_body
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -138,11 +152,19 @@ class BodyLimit:
             await self._refuse(too_large, scope, receive, send)
             return
         received = 0
-        started = False
+        started = complete = False
+        deadline = asyncio.get_running_loop().time() + self.timeout
 
         async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, complete
+            if complete:  # only a disconnect is left to hear of: no deadline
+                return await receive()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    message = await receive()
+            except TimeoutError:
+                raise BodyTooSlow(self.timeout) from None
+            complete = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body:
                 raise too_large
@@ -155,13 +177,56 @@ class BodyLimit:
 
         try:
             await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
+        except (BodyTooLarge, BodyTooSlow) as exc:
             if started:
                 raise
-            await self._refuse(too_large, scope, receive, send)
+            await self._refuse(exc, scope, receive, send)
 
     @staticmethod
-    async def _refuse(exc: BodyTooLarge, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, exc.detail, "request_too_large", code="request_too_large", path=scope["path"])
+    async def _refuse(exc: HTTPException, scope: Scope, receive: Receive, send: Send) -> None:
+        type_ = "request_too_large" if exc.status_code == 413 else "request_timeout"
+        response = error_response(exc.status_code, exc.detail, type_, code=type_, path=scope["path"])
         response.headers["Connection"] = "close"  # the rest of the body is not read
         await response(scope, receive, send)
+
+
+class _HeaderDeadline(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not all in within
+    `timeout` seconds of its first byte (or of the connection): a client trickling headers holds nothing."""
+
+    timeout = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._awaiting_headers():
+            self._arm()
+        elif self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        super().connection_lost(exc)
+
+    def _awaiting_headers(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._deadline is None:
+            self._deadline = self.loop.call_later(self.timeout, self._expired)
+
+    def _expired(self) -> None:
+        self._deadline = None
+        if self._awaiting_headers() and not self.transport.is_closing():
+            self.transport.close()
+
+
+def header_deadline_protocol(timeout: float) -> type[asyncio.Protocol]:
+    """The protocol class to give uvicorn (`http=`) so request headers must arrive within `timeout` seconds."""
+    return type("HeaderDeadline", (_HeaderDeadline,), {"timeout": timeout})

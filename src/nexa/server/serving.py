@@ -16,6 +16,7 @@ from nexa.config import Settings
 from nexa.errors import NexaError
 from nexa.runtime import ModelManager
 from nexa.server.app import create_app
+from nexa.server.security import header_deadline_protocol
 from nexa.store import Store
 
 GRACE = 8.0  # seconds requests in flight get to finish after SIGTERM or Ctrl-C
@@ -42,6 +43,7 @@ def run(manager: ModelManager, settings: Settings) -> None:
     config = uvicorn.Config(
         create_app(manager), host=host, port=port, log_config=None, log_level=settings.log_level,
         timeout_graceful_shutdown=GRACE + 2, access_log=settings.log_level == "debug",
+        http=header_deadline_protocol(settings.body_timeout),
     )
     try:
         _DrainingServer(config, manager).run()

@@ -32,9 +32,11 @@ Penalty = Annotated[float | None, Field(None, ge=-2, le=2, description="OpenAI p
 RepetitionPenalty = Annotated[
     float | None, Field(None, ge=0, le=10, description="llama.cpp repeat penalty; 1.0 disables.")
 ]
+# OpenAI's own cap; each entry costs the engine work on every sampled token.
+MAX_LOGIT_BIAS = 300
 LogitBias = Annotated[
     dict[str, Annotated[float, Field(ge=-100, le=100)]] | None,
-    Field(None, description="Token id (as a string) to a bias added to its logit."),
+    Field(None, max_length=MAX_LOGIT_BIAS, description="Token id (as a string) to a bias added to its logit; at most 300."),
 ]
 N = Annotated[int | None, Field(None, ge=1, le=1, description="Number of choices; only 1 is supported.")]
 Stream = Annotated[bool, Field(False, description="Send server-sent events as tokens are generated.")]

@@ -1,0 +1,202 @@
+"""Hostile clients (issue 12): nothing one request sends stalls the router for the others, bad text is a 400
+naming the field, a client that leaves or trickles holds nothing for long, and a drain says what it cut."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nexa.errors import Overloaded, WorkerCrashed
+from nexa.server.body import surrogate_path
+from nexa.server.errors import nexa_error_response
+from nexa.store import Store
+from tests.conftest import TINY, ServerProcess, import_tiny
+from tests.fixtures.tiny_models import make_chat_llm
+
+HI = [{"role": "user", "content": "hi"}]
+TEXT, LOOP = "test/qwen3-text", "test/loop"
+LONG = 30_000  # loop-model tokens: well over 10 s of generation (see test_lifecycle)
+BODY_TIMEOUT = 2
+
+
+def busy(http: httpx.Client, model_id: str) -> int:
+    models = {m["id"]: m for m in http.get("/v1/ps").json()["data"]}
+    return models[model_id]["slots_busy"] + models[model_id]["in_flight"] if model_id in models else 0
+
+
+def wait_for(check, timeout: float) -> float:
+    start = time.monotonic()
+    while not check():
+        assert time.monotonic() - start < timeout, "timed out"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+# ---------------------------------------------------------------- the session server
+
+
+def test_huge_model_name_is_a_quick_404_and_the_router_stays_responsive(http, server):
+    name = "org/m:" + "Q" * 100_000
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(
+        httpx.post(server.base_url + "/v1/chat/completions", json={"model": name, "messages": HI}, timeout=60)))
+    thread.start()
+    time.sleep(0.3)  # the request is in
+    start = time.monotonic()
+    assert http.get("/health").status_code == 200
+    health = time.monotonic() - start
+    thread.join()
+    assert health < 1.0  # was 80 s with a 100 kB name in flight
+    answer = answers[0]
+    assert answer.status_code == 404 and answer.json()["error"]["code"] == "model_not_found"
+    assert len(answer.text) < 1000 and "more characters" in answer.json()["error"]["message"]
+    assert answer.elapsed.total_seconds() < 1.0  # was 8.5 s for 30 kB
+
+
+@pytest.mark.parametrize("name", ["o" * 50_000 + "/m", TEXT + ":" + "Q" * 30_000, "not a name " * 20])
+def test_long_or_bad_names_quote_themselves_clipped(http, name):
+    answer = http.post("/v1/chat/completions", json={"model": name, "messages": HI})
+    assert answer.status_code in (400, 404) and len(answer.text) < 1000
+
+
+SURROGATE_CASES = [
+    ("/v1/chat/completions", {"model": TEXT, "messages": [{"role": "user", "content": "a\ud800"}]}, "messages.0.content"),
+    ("/v1/chat/completions", {"model": TEXT, "messages": HI, "stop": ["ok", "\udfff"]}, "stop.1"),
+    ("/v1/completions", {"model": TEXT, "prompt": "x\udbff"}, "prompt"),
+    ("/v1/embeddings", {"model": "test/bert-embed", "input": ["fine", "\ud800"]}, "input.1"),
+    ("/v1/messages", {"model": TEXT, "max_tokens": 5, "messages": [{"role": "user", "content": "\ud800"}]},
+     "messages.0.content"),
+]
+
+
+@pytest.mark.parametrize(("path", "body", "field"), SURROGATE_CASES)
+def test_a_lone_surrogate_is_a_400_naming_the_field(http, path, body, field):
+    # json.dumps writes a lone surrogate as the escape \\udXXX, as a hostile client sends it.
+    answer = http.post(path, content=json.dumps(body), headers={"Content-Type": "application/json"})
+    assert answer.status_code == 400, answer.text
+    assert f"'{field}'" in answer.text and "surrogate" in answer.text
+    assert answer.elapsed.total_seconds() < 1.0  # was a 500 after 2-4 s of traceback rendering
+    if not path.startswith("/v1/messages"):
+        assert answer.json()["error"]["param"] == field
+
+
+def test_a_surrogate_pair_is_text(http):
+    body = json.dumps({"model": TEXT, "messages": [{"role": "user", "content": "smile \U0001F600"}], "max_tokens": 3})
+    assert "\\ud83d\\ude00" in body  # the escaped pair that json.dumps and most clients send
+    assert http.post("/v1/chat/completions", content=body).status_code == 200
+
+
+def test_surrogate_path_walks_keys_lists_and_values():
+    assert surrogate_path({"a": [1, {"b": "ok"}, {"c": "\ud800"}]}) == "a.2.c"
+    assert surrogate_path({"k\udc00": 1}) == "k\udc00"
+    assert surrogate_path({"a": "fine \U0001F600"}) is None
+
+
+def test_logit_bias_is_capped_at_300_entries(http):
+    body = {"model": TEXT, "messages": HI, "max_tokens": 2}
+    many = http.post("/v1/chat/completions", json={**body, "logit_bias": {str(i): 1 for i in range(200_000)}})
+    assert many.status_code == 400 and many.json()["error"]["param"] == "logit_bias"
+    assert many.elapsed.total_seconds() < 2.0  # was 40 s
+    assert http.post("/v1/chat/completions", json={**body, "logit_bias": {str(i): 1 for i in range(300)}}).status_code == 200
+
+
+def test_every_503_says_when_to_retry():
+    assert nexa_error_response(WorkerCrashed("gone", code="worker_crashed")).headers["Retry-After"] == "2"
+    assert nexa_error_response(Overloaded("full", retry_after=7)).headers["Retry-After"] == "7"
+
+
+# ---------------------------------------------------------------- a server of its own: bound to 127.0.0.2
+
+
+@pytest.fixture(scope="module")
+def own_server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[ServerProcess]:
+    store = Store(tmp_path_factory.mktemp("hostile"))
+    import_tiny(store, tiny_dir, TEXT, *TINY[TEXT])
+    files = tmp_path_factory.mktemp("hostile-files")
+    make_chat_llm(str(files / "loop.gguf"), script=["Tick", " tock"], loop=True, n_ctx=65536)
+    import_tiny(store, files, LOOP, ["loop.gguf"], None)
+    process = ServerProcess(store.root, "--model-option", f"{LOOP}:ctx=32768,parallel=1",
+                            "--body-timeout", str(BODY_TIMEOUT), host="127.0.0.2")
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def own_http(own_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=own_server.base_url, timeout=60) as client:
+        yield client
+
+
+def test_the_bound_address_is_an_allowed_host(own_http):
+    assert own_http.get("/health").status_code == 200  # Host: 127.0.0.2:PORT (was 403 host_not_allowed)
+    assert own_http.get("/health", headers={"Host": "localhost"}).status_code == 200
+    refused = own_http.get("/v1/models", headers={"Host": "evil.example"})
+    assert refused.status_code == 403 and refused.json()["error"]["code"] == "host_not_allowed"
+
+
+def test_a_non_streamed_generation_stops_when_its_client_leaves(own_http, own_server):
+    assert own_http.post("/v1/chat/completions", json={"model": LOOP, "messages": HI, "max_tokens": 2}).status_code == 200
+    loop_id = f"{LOOP}:F32"
+    body = {"model": LOOP, "messages": HI, "max_tokens": LONG}
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(own_server.base_url + "/v1/chat/completions", json=body, timeout=httpx.Timeout(60, read=1))
+    # The generation runs for over 10 s when let be (was: busy for 68 s).
+    assert wait_for(lambda: busy(own_http, loop_id) == 0, timeout=5) < 5
+    reply = own_http.post("/v1/chat/completions", json={"model": LOOP, "messages": HI, "max_tokens": 4})
+    assert reply.json()["choices"][0]["message"]["content"] == "Tick tockTick tock"  # the one slot is free again
+
+
+def _trickle(port: int, first: bytes, drip: bytes, limit: float) -> tuple[float, bytes]:
+    """Send `first`, then `drip` every 0.3 s; (seconds until the server answered or closed, what it sent)."""
+    start = time.monotonic()
+    with socket.create_connection(("127.0.0.2", port)) as sock:
+        sock.settimeout(0.3)
+        sock.sendall(first)
+        while time.monotonic() - start < limit:
+            try:
+                sock.sendall(drip)
+                data = sock.recv(65536)
+                return time.monotonic() - start, data
+            except TimeoutError:
+                continue
+            except OSError:
+                break
+    return time.monotonic() - start, b""
+
+
+def test_a_trickled_body_gets_a_408(own_server):
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.2\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100000\r\n\r\n{")
+    seconds, answer = _trickle(own_server.port, head, b" ", limit=BODY_TIMEOUT + 5)
+    assert answer.startswith(b"HTTP/1.1 408") and b"request_timeout" in answer
+    assert seconds < BODY_TIMEOUT + 1.5  # was held open for as long as the client liked
+
+
+def test_trickled_headers_get_the_connection_closed(own_server):
+    seconds, answer = _trickle(own_server.port, b"GET /health HTTP/1.1\r\n", b"X-Slow: 1\r\n", limit=BODY_TIMEOUT + 5)
+    assert answer == b"" and seconds < BODY_TIMEOUT + 1.5
+
+
+def test_requests_cut_by_the_shutdown_drain_say_so(own_http, own_server):
+    """Last in this module: it stops the server. The drain's grace is 8 s; the loop model runs far longer."""
+    loop_id = f"{LOOP}:F32"
+    answers: list[httpx.Response] = []
+    body = {"model": LOOP, "messages": HI, "max_tokens": LONG}
+    thread = threading.Thread(target=lambda: answers.append(
+        httpx.post(own_server.base_url + "/v1/chat/completions", json=body, timeout=60)))
+    thread.start()
+    wait_for(lambda: busy(own_http, loop_id) == 2, timeout=15)  # its one slot is generating: leased and busy
+    own_server.process.send_signal(signal.SIGTERM)
+    thread.join(timeout=30)
+    cut = answers[0]
+    assert cut.status_code == 503 and cut.headers["Retry-After"]
+    assert cut.json()["error"]["code"] == "server_shutting_down"
+    assert own_server.stop() in (0, -signal.SIGTERM), own_server.output
