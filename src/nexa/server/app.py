@@ -14,7 +14,7 @@ from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.response_store import ResponseStore
-from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval
+from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.wire.openai import ChatCompletionChunk
 
 
@@ -46,7 +46,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings)
     metrics.install(app, manager)
-    for module in (health, models, generate, retrieval, admin, anthropic, responses):
+    for module in (health, models, generate, retrieval, admin, anthropic, responses, ollama, ollama_models):
         app.include_router(module.router)
     _document_stream_chunk(app)
     return app

@@ -27,6 +27,7 @@ from nexa.errors import (
     clip,
 )
 from nexa.wire import anthropic as anthropic_wire
+from nexa.wire import ollama as ollama_wire
 
 log = logging.getLogger("nexa.server")
 
@@ -56,6 +57,7 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
 DialectShape = Callable[[int, dict], dict]
 DIALECT_ERRORS: list[tuple[str, DialectShape]] = [
     ("/v1/messages", anthropic_wire.error_body),
+    ("/api/", ollama_wire.error_body),
 ]
 
 

@@ -16,6 +16,10 @@ ROUTE_TYPES: dict[str, tuple[ModelType, ...]] = {
     "/v1/messages/count_tokens": _GENERATIVE,
     "/v1/responses": _GENERATIVE,
     "/v1/responses/input_tokens": _GENERATIVE,
+    "/api/chat": _GENERATIVE,
+    "/api/generate": _GENERATIVE,
+    "/api/embed": (ModelType.embedder,),
+    "/api/embeddings": (ModelType.embedder,),
 }
 # Where to send a model of each type instead.
 _HOME = {

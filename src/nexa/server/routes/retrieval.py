@@ -11,10 +11,11 @@ from typing import Any
 
 import httpx
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from pydantic import BaseModel
 
 from nexa.compat.retrieval import (
+    EngineInput,
     batches,
     embedding_inputs,
     normalize_method,
@@ -23,12 +24,13 @@ from nexa.compat.retrieval import (
     scores_in_order,
 )
 from nexa.errors import InvalidRequest
-from nexa.runtime import Lease
+from nexa.runtime import Lease, ModelManager
 from nexa.server.deps import Manager, WorkerClient
 from nexa.server.lengths import check_documents, fit_inputs
 from nexa.server.model_types import require_model_type
-from nexa.server.relay import call, engine_error, gather_limited
+from nexa.server.relay import call, engine_refusal, gather_limited
 from nexa.wire.openai import (
+    Embedding,
     EmbeddingList,
     EmbeddingRequest,
     ErrorResponse,
@@ -46,18 +48,11 @@ router = APIRouter(tags=["retrieval"])
 _ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
 
 
-class _Refused(Exception):
-    """The worker answered an error: the route returns it in our shape, with its status."""
-
-    def __init__(self, response: JSONResponse):
-        self.response = response
-
-
 async def _post_batches(client: httpx.AsyncClient, lease: Lease, path: str, bodies: list[dict]) -> list[bytes]:
     replies = await gather_limited(call(client, lease, "POST", path, body) for body in bodies)
     for reply in replies:
         if reply.status_code >= 400:
-            raise _Refused(engine_error(reply.status_code, reply.content))
+            raise engine_refusal(reply.status_code, reply.content)
     return [reply.content for reply in replies]
 
 
@@ -75,18 +70,26 @@ async def embeddings(request: EmbeddingRequest, manager: Manager, client: Worker
     if request.dimensions is not None:
         raise InvalidRequest("dimensions is not supported: vectors keep the model's own size; leave it unset",
                              param="dimensions", code="unsupported_parameter")
-    inputs = embedding_inputs(request.input)
-    manifest, quant = manager.resolve(request.model)
-    require_model_type(manifest, "/v1/embeddings")
-    try:
-        async with await manager.acquire(manifest, quant, request.keep_alive) as lease:
-            inputs = await fit_inputs(client, lease, inputs, request.truncate)
-            chunks = batches(inputs)
-            replies = await _post_batches(client, lease, "/v1/embeddings", [
-                {"input": items, "encoding_format": request.encoding_format} for _, items in chunks
-            ])
-    except _Refused as refused:
-        return refused.response
+    data, tokens = await embed(manager, client, request.model, embedding_inputs(request.input), route="/v1/embeddings",
+                               truncate=request.truncate, keep_alive=request.keep_alive,
+                               encoding_format=request.encoding_format)
+    return _json(EmbeddingList(model=request.model, data=data, usage=_usage(tokens)))
+
+
+async def embed(
+    manager: ModelManager, client: httpx.AsyncClient, model: str, inputs: list[EngineInput], *, route: str,
+    truncate: bool, keep_alive: float | None, encoding_format: str = "float",
+) -> tuple[list[Embedding], int]:
+    """The vectors of `inputs` in input order, and the prompt tokens spent: the path every embeddings
+    dialect shares. An engine refusal is raised (EngineRefused), so each dialect shapes it."""
+    manifest, quant = manager.resolve(model)
+    require_model_type(manifest, route)
+    async with await manager.acquire(manifest, quant, keep_alive) as lease:
+        inputs = await fit_inputs(client, lease, inputs, truncate)
+        chunks = batches(inputs)
+        replies = await _post_batches(client, lease, "/v1/embeddings", [
+            {"input": items, "encoding_format": encoding_format} for _, items in chunks
+        ])
     data, tokens = [], 0
     for (offset, _), raw in zip(chunks, replies):
         part = EmbeddingList.model_validate_json(raw)
@@ -95,7 +98,7 @@ async def embeddings(request: EmbeddingRequest, manager: Manager, client: Worker
         data += part.data
         tokens += part.usage.prompt_tokens
     data.sort(key=lambda item: item.index)
-    return _json(EmbeddingList(model=request.model, data=data, usage=_usage(tokens)))
+    return data, tokens
 
 
 async def _scores(
@@ -124,10 +127,7 @@ async def _scores(
 @router.post("/v1/reranking", response_model=Reranking, responses=_ERRORS)
 async def reranking(request: RerankingRequest, manager: Manager, client: WorkerClient) -> Response:
     """Nexa's form: one score per document in input order, optionally normalised."""
-    try:
-        scores, tokens = await _scores(request, "/v1/reranking", request.documents, manager, client)
-    except _Refused as refused:
-        return refused.response
+    scores, tokens = await _scores(request, "/v1/reranking", request.documents, manager, client)
     method = normalize_method(request.normalize, request.normalize_method)
     result = scores_in_order(normalized(scores, method), request.top_n)
     return _json(Reranking(model=request.model, result=result, usage=_usage(tokens)))
@@ -137,10 +137,7 @@ async def reranking(request: RerankingRequest, manager: Manager, client: WorkerC
 async def rerank(request: RerankRequest, manager: Manager, client: WorkerClient) -> Response:
     """Cohere/Jina/llama.cpp form: results best first, cut to top_n."""
     texts = [d if isinstance(d, str) else d.text for d in request.documents]
-    try:
-        scores, tokens = await _scores(request, "/v1/rerank", texts, manager, client)
-    except _Refused as refused:
-        return refused.response
+    scores, tokens = await _scores(request, "/v1/rerank", texts, manager, client)
     results = [
         RerankResult(index=i, relevance_score=scores[i],
                      document=RerankDocument(text=texts[i]) if request.return_documents else None)

@@ -1,0 +1,206 @@
+"""Ollama's API (/api/...) as pydantic models: the request bodies its clients send, the answers they read.
+
+Ollama clients send `model` (older ones `name`); both are accepted. Unknown fields are ignored,
+as Ollama's own server does. Answers are built as plain dicts by nexa.compat.ollama; the models
+below document them in /docs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_TOOLS, Tool
+
+# Ollama's own version numbers: clients (and tools such as Open WebUI) check for at least 0.6.4.
+OLLAMA_VERSION = "0.12.0"
+
+ModelName = Field(
+    validation_alias=AliasChoices("model", "name"),
+    min_length=1,
+    description="org/repo[:QUANT], hf.co/org/repo[:QUANT]; no tag or :latest means the default quant.",
+)
+KeepAlive = Field(
+    None,
+    description="Seconds (a number), a duration such as '5m' or '1h30m', 0 to unload after the request, "
+    "or a negative value to keep the model loaded.",
+)
+Format = Field(None, description="'json' for any JSON object, or a JSON schema the answer must follow.")
+Think = Field(None, description="Let a reasoning model think (true) or not (false); 'low'/'medium'/'high' mean true.")
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore", allow_inf_nan=False, populate_by_name=True)
+
+
+class Options(_Request):
+    """The sampling options nexa uses; the others (num_gpu, mirostat...) are accepted and ignored."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    min_p: float | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    num_predict: int | None = Field(None, description="Most tokens to generate; -1 or -2 means no limit.")
+    num_ctx: int | None = Field(None, description="Accepted and ignored: the context is set by nexa serve --ctx.")
+    repeat_penalty: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+
+
+class ToolCallFunction(_Request):
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict, description="The arguments as a JSON object.")
+
+
+class ToolCall(_Request):
+    function: ToolCallFunction
+
+
+class Message(_Request):
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str | None = ""
+    images: list[str] | None = Field(None, max_length=MAX_MEDIA, description="Base64-encoded images.")
+    thinking: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_name: str | None = Field(None, description="On a tool message: the tool whose result it is.")
+
+
+class _Generation(_Request):
+    model: str = ModelName
+    stream: bool = Field(True, description="Newline-delimited JSON chunks (application/x-ndjson); false: one answer.")
+    format: str | dict[str, Any] | None = Format
+    options: Options | None = None
+    keep_alive: float | str | None = KeepAlive
+    think: bool | str | None = Think
+
+
+class ChatRequest(_Generation):
+    messages: list[Message] = Field(
+        default_factory=list, max_length=MAX_MESSAGES,
+        description="The conversation; none only loads (or, with keep_alive 0, unloads) the model.",
+    )
+    tools: list[Tool] | None = Field(None, max_length=MAX_TOOLS)
+
+
+class GenerateRequest(_Generation):
+    prompt: str = Field("", description="The prompt; empty only loads (or, with keep_alive 0, unloads) the model.")
+    system: str | None = None
+    images: list[str] | None = Field(None, max_length=MAX_MEDIA, description="Base64-encoded images.")
+    raw: bool = Field(False, description="Send the prompt as is, without the chat template.")
+    suffix: str | None = Field(None, description="Not supported (fill-in-the-middle).")
+    template: str | None = Field(None, description="Not supported: the model's own chat template is used.")
+    context: list[int] | None = Field(
+        None, description="Not supported (deprecated in Ollama): send the conversation to /api/chat."
+    )
+
+
+class EmbedRequest(_Request):
+    model: str = ModelName
+    input: str | list[str] = Field(description="A text or a list of texts.")
+    truncate: bool = Field(True, description="Cut inputs longer than the context (false: refuse them).")
+    dimensions: int | None = Field(None, description="Not supported: vectors keep the model's own size.")
+    options: Options | None = None
+    keep_alive: float | str | None = KeepAlive
+
+
+class EmbeddingsRequest(_Request):
+    """The older /api/embeddings: one prompt, one vector."""
+
+    model: str = ModelName
+    prompt: str = Field(min_length=1)
+    options: Options | None = None
+    keep_alive: float | str | None = KeepAlive
+
+
+class ModelRequest(_Request):
+    """/api/show, /api/delete."""
+
+    model: str = ModelName
+    verbose: bool = False
+
+
+class PullRequest(_Request):
+    model: str = ModelName
+    stream: bool = True
+    insecure: bool = Field(False, description="Accepted and ignored.")
+
+
+# ---------------------------------------------------------------- answers
+
+
+class Version(BaseModel):
+    version: str = OLLAMA_VERSION
+
+
+class Details(BaseModel):
+    parent_model: str = ""
+    format: str = "gguf"
+    family: str
+    families: list[str]
+    parameter_size: str
+    quantization_level: str
+
+
+class ListedModel(BaseModel):
+    name: str
+    model: str
+    modified_at: str
+    size: int
+    digest: str
+    details: Details
+
+
+class ModelList(BaseModel):
+    models: list[ListedModel]
+
+
+class RunningModel(ListedModel):
+    expires_at: str
+    size_vram: int = 0
+    context_length: int
+
+
+class RunningList(BaseModel):
+    models: list[RunningModel]
+
+
+class ShowResponse(BaseModel):
+    license: str = ""
+    modelfile: str
+    parameters: str
+    template: str
+    details: Details
+    model_info: dict[str, Any]
+    capabilities: list[str]
+    modified_at: str
+
+
+class EmbedResponse(BaseModel):
+    model: str
+    embeddings: list[list[float]]
+    total_duration: int
+    load_duration: int
+    prompt_eval_count: int
+
+
+class EmbeddingResponse(BaseModel):
+    embedding: list[float]
+
+
+class Progress(BaseModel):
+    status: str
+    digest: str | None = None
+    total: int | None = None
+    completed: int | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: str
+
+
+def error_body(status: int, openai_body: dict) -> dict:
+    """An OpenAI-shaped error body in Ollama's shape: {"error": message}; the status says the kind."""
+    return {"error": openai_body["error"]["message"]}
