@@ -13,7 +13,8 @@ import uuid
 from typing import Any
 
 from nexa.compat.requests import translated_chat
-from nexa.errors import EngineRefused, InvalidRequest
+from nexa.compat.tools import arguments_object
+from nexa.errors import InvalidRequest
 from nexa.wire.anthropic import (
     CountTokensRequest,
     ImageBlock,
@@ -193,17 +194,6 @@ def tool_use_id(call_id: str | None) -> str:
     return "toolu_" + (call_id or uuid.uuid4().hex[:24]).removeprefix("call_")
 
 
-def _tool_input(arguments: str, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise EngineRefused(502, f"the model called tool '{name}' with arguments that are not a JSON object; "
-                                 "retry the request", "api_error")
-    return value
-
-
 def message_response(answer: dict[str, Any], model: str) -> MessageResponse:
     """The engine's chat completion as an Anthropic message named `model`."""
     choice = answer["choices"][0]
@@ -217,7 +207,7 @@ def message_response(answer: dict[str, Any], model: str) -> MessageResponse:
     for call in message.get("tool_calls") or []:
         name = call["function"]["name"]
         content.append(ToolUseContent(id=tool_use_id(call.get("id")), name=name,
-                                      input=_tool_input(call["function"].get("arguments", ""), name)))
+                                      input=arguments_object(call["function"].get("arguments", ""), name)))
     usage = answer.get("usage") or {}
     return MessageResponse(
         id=message_id, model=model, content=content, stop_reason=_STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from nexa.compat.requests import translated_chat
-from nexa.errors import EngineRefused, InvalidRequest, ModelNotFound, clip
+from nexa.compat.tools import arguments_object
+from nexa.errors import InvalidRequest, ModelNotFound, clip
 from nexa.store import Manifest, ModelType
 from nexa.store.gguf_meta import read_chat_template, read_info
 from nexa.wire.ollama import ChatRequest, Details, GenerateRequest, Message, Options
@@ -293,22 +294,11 @@ def final_fields(usage: dict[str, Any], timings: dict[str, Any], clock: Clock, e
     }
 
 
-def _arguments(arguments: str, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(arguments or "{}")
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise EngineRefused(502, f"the model called tool '{name}' with arguments that are not a JSON object; "
-                                 "retry the request", "api_error")
-    return value
-
-
 def ollama_tool_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """OpenAI's tool calls (arguments a JSON string) as Ollama's (arguments an object)."""
     functions = [call["function"] for call in calls]
     return [
-        {"function": {"index": i, "name": f["name"], "arguments": _arguments(f.get("arguments", ""), f["name"])}}
+        {"function": {"index": i, "name": f["name"], "arguments": arguments_object(f.get("arguments", ""), f["name"])}}
         for i, f in enumerate(functions)
     ]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nexa.compat.media import media_support
-from nexa.errors import InvalidRequest, NexaError
+from nexa.errors import EngineRefused, InvalidRequest, NexaError
 from nexa.store import Manifest, ModelType
 from nexa.store.gguf_meta import read_chat_template
 from nexa.wire.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice, Tool, ToolCall
@@ -180,3 +180,16 @@ def check_tool_turns(messages: list[ChatMessage]) -> None:
                 raise InvalidRequest(
                     f"{where} is not valid JSON; send the arguments as a JSON-encoded object", param=where
                 ) from None
+
+
+def arguments_object(arguments: str, name: str) -> dict[str, Any]:
+    """A tool call's JSON arguments as the object the Anthropic and Ollama dialects send; anything
+    else the model wrote is the engine's failure (502), not the client's."""
+    try:
+        value = json.loads(arguments or "{}")
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise EngineRefused(502, f"the model called tool '{name}' with arguments that are not a JSON object; "
+                                 "retry the request", "api_error")
+    return value

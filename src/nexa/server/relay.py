@@ -13,12 +13,12 @@ from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import Any, TypeVar
 
 import httpx
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from nexa.errors import EngineRefused, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.server.body import unless_client_leaves
-from nexa.server.errors import error_body, error_response
+from nexa.server.errors import error_body
 from nexa.server.metrics import note_model, note_usage
 
 log = logging.getLogger("nexa.relay")
@@ -50,12 +50,6 @@ def engine_refusal(status: int, content: bytes) -> EngineRefused:
     if status < 500:
         type_ = type_ if type_.endswith("_error") else "invalid_request_error"
     return EngineRefused(status, message + _HINTS.get(type_, ""), type_)
-
-
-def engine_error(status: int, content: bytes) -> JSONResponse:
-    """The engine's error in OpenAI's shape, for the routes that pass the engine's bytes through."""
-    refusal = engine_refusal(status, content)
-    return error_response(status, refusal.message, refusal.type, code=refusal.type)
 
 
 _USAGE_KEY = '"usage":'
@@ -128,7 +122,7 @@ async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: di
     finally:
         lease.release()
     if response.status_code >= 400:
-        return engine_error(response.status_code, response.content)
+        raise engine_refusal(response.status_code, response.content)
     rename = ModelRenamer(lease.model.id, requested)
     return Response(rename(response.content), media_type="application/json")
 
@@ -139,21 +133,10 @@ async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: 
 
     Usage is always asked of the engine, for the token metrics, and dropped again when the client
     did not ask for it."""
-    note_model(lease.model.id)
     options = body.get("stream_options") or {}
     wants_usage = bool(options.get("include_usage"))
     body = {**body, "stream_options": {**options, "include_usage": True}}
-    request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
-    try:
-        upstream = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
-        lease.release()
-        raise _crashed(lease, exc) from exc
-    if upstream.status_code >= 400:
-        content = await upstream.aread()
-        await upstream.aclose()
-        lease.release()
-        return engine_error(upstream.status_code, content)
+    upstream = await _open_stream(client, lease, path, body)
     rename = ModelRenamer(lease.model.id, requested)
     return StreamingResponse(
         _events(upstream, lease, rename, wants_usage),
@@ -212,8 +195,14 @@ async def open_chunks(
     error before the first chunk is raised here as EngineRefused; a worker lost mid-stream is
     WorkerCrashed from the iterator. The usage chunk always comes last. Closing the iterator
     (the client left) closes the engine's connection, which stops the generation."""
-    note_model(lease.model.id)
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
+    return _parsed_chunks(await _open_stream(client, lease, path, body), lease)
+
+
+async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Response:
+    """The worker's streaming answer, its headers in. On failure the lease is released and the
+    engine's error raised as EngineRefused, a lost worker as WorkerCrashed."""
+    note_model(lease.model.id)
     request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     try:
         upstream = await client.send(request, stream=True)
@@ -225,7 +214,7 @@ async def open_chunks(
         await upstream.aclose()
         lease.release()
         raise engine_refusal(upstream.status_code, content)
-    return _parsed_chunks(upstream, lease)
+    return upstream
 
 
 async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
