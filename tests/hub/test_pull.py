@@ -9,6 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
+import gguf
+import numpy as np
 import openai
 import pexpect
 import pytest
@@ -86,6 +88,30 @@ def test_embedders_and_rerankers_are_recognised_from_their_header(hub_env):
         assert result.returncode == 0, result.stderr
         assert store_of(hub_env).get(repo).model_type is kind
         assert "Select quant" not in result.stdout  # a single quant needs no choice
+
+
+def big_vocab_reranker(path: Path) -> None:
+    """A reranker whose 250k-token vocabulary (about 4 MB) comes before the keys that say reranker."""
+    writer = gguf.GGUFWriter(path, "bert")
+    writer.add_token_list([f"tok{i}" for i in range(250_000)])
+    writer.add_pooling_type(gguf.PoolingType.RANK)
+    writer.add_classifier_output_labels(["LABEL_0"])
+    writer.add_tensor("token_embd.weight", np.zeros((1, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def test_a_reranker_whose_header_is_larger_than_2_mib_is_still_recognised(hub_env, fake_hub, tmp_path, monkeypatch):
+    big_vocab_reranker(tmp_path / "big.gguf")
+    data = (tmp_path / "big.gguf").read_bytes()
+    assert len(data) > 2 << 20
+    monkeypatch.setitem(fake_hub.repos, "test-org/BigVocab-Rerank-GGUF", FakeRepo({"rerank-F32.gguf": data}))
+    result = run_nexa(hub_env, "pull", "test-org/BigVocab-Rerank-GGUF")
+    assert result.returncode == 0, result.stderr
+    assert "using model type reranker" in result.stdout
+    assert store_of(hub_env).get("test-org/BigVocab-Rerank-GGUF").model_type is ModelType.reranker
 
 
 def test_a_gated_repo_says_how_to_log_in_and_pulls_with_a_token(hub_env):

@@ -19,7 +19,7 @@ from nexa.hub import hf
 from nexa.store.importer import sha256_file
 
 PARTIAL_SUFFIX = ".incomplete"
-PREFIX_BYTES = 2 << 20  # enough for the header keys that tell a model's type
+PREFIX_LIMIT = 64 << 20  # far above any real GGUF header (a 250k-token vocabulary is about 10 MB)
 _CHUNK = 1 << 20
 _ATTEMPTS = 3  # a dropped connection is retried from where it stopped before giving up
 _TIMEOUT = httpx.Timeout(30.0, read=120.0)
@@ -65,9 +65,11 @@ def download(
     return _verify_and_place(partial, target, name, size, sha256)
 
 
-def fetch_prefix(repo: str, revision: str, name: str, nbytes: int = PREFIX_BYTES) -> bytes:
-    """The first `nbytes` of a file (a ranged request), to read its header before downloading it all."""
-    headers = {**hf.auth_headers(), "Range": f"bytes=0-{nbytes - 1}"}
+def fetch_prefix(repo: str, revision: str, name: str, enough: Callable[[bytes], bool],
+                 limit: int = PREFIX_LIMIT) -> bytes:
+    """The first bytes of a file (a ranged request), read until `enough` says so or `limit` bytes,
+    to read its header before downloading it all."""
+    headers = {**hf.auth_headers(), "Range": f"bytes=0-{limit - 1}"}
     try:
         with httpx.stream("GET", hf.file_url(repo, revision, name), headers=headers,
                           follow_redirects=True, timeout=_TIMEOUT) as response:
@@ -76,9 +78,9 @@ def fetch_prefix(repo: str, revision: str, name: str, nbytes: int = PREFIX_BYTES
             data = bytearray()
             for chunk in response.iter_bytes(_CHUNK):
                 data += chunk
-                if len(data) >= nbytes:  # a server that ignores Range sends everything; stop early
+                if len(data) >= limit or enough(data):  # a server that ignores Range sends everything
                     break
-            return bytes(data[:nbytes])
+            return bytes(data[:limit])
     except httpx.TransportError as exc:
         raise HubError(f"cannot reach {hf.endpoint()} ({exc}); check your network, or HF_ENDPOINT") from exc
 

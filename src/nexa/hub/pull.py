@@ -17,7 +17,7 @@ from nexa.errors import HubError, StoreError
 from nexa.hub.download import download, fetch_prefix, present_bytes
 from nexa.hub.resolve import RemoteFile, RepoFiles
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
-from nexa.store.gguf_meta import detect_type_from_prefix
+from nexa.store.gguf_meta import HeaderScan
 
 LOCK_NAME = ".pull.lock"
 
@@ -37,7 +37,9 @@ def guess_type(files: RepoFiles) -> ModelType:
     if files.mmprojs:
         return ModelType.vlm
     first = files.quants[files.default_quant()][0]
-    return detect_type_from_prefix(fetch_prefix(files.repo, files.revision, first.name)) or ModelType.llm
+    scan = HeaderScan()
+    header = fetch_prefix(files.repo, files.revision, first.name, enough=scan.feed)
+    return scan.model_type(header) or ModelType.llm
 
 
 def pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, events: PullEvents) -> tuple[Manifest, bool]:

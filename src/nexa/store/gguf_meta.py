@@ -68,32 +68,78 @@ _STRING, _ARRAY = 8, 9
 
 
 def detect_type_from_prefix(data: bytes, has_mmproj: bool = False) -> ModelType | None:
-    """The model type from the first bytes of a GGUF (a ranged download), or None when they are not a GGUF.
-
-    GGUFReader needs the whole file; the keys that decide the type come first in the header, so a
-    prefix of a few MB is read key by key until it runs out.
-    """
-    kv = read_prefix_kv(data)
-    if "general.architecture" not in kv:
-        return None
-    arch = str(kv["general.architecture"])
-    return detect_type(arch, kv.get(f"{arch}.pooling_type"), f"{arch}.classifier.output_labels" in kv, has_mmproj)
+    """The model type from the first bytes of a GGUF (a ranged download), or None when they are not a GGUF."""
+    return HeaderScan().model_type(data, has_mmproj)
 
 
 def read_prefix_kv(data: bytes) -> dict[str, Any]:
     """Header keys of a possibly truncated GGUF: scalars and strings as values, arrays as their length."""
-    if data[:4] != b"GGUF" or len(data) < 24:
-        return {}
-    kv_count = struct.unpack_from("<Q", data, 16)[0]
-    offset, kv = 24, {}
-    try:
-        for _ in range(kv_count):
-            key, offset = _read_string(data, offset)
-            (value_type,), offset = struct.unpack_from("<I", data, offset), offset + 4
-            kv[key], offset = _read_value(data, offset, value_type)
-    except (struct.error, UnicodeDecodeError, KeyError):
-        pass  # the prefix ended (or the file is not what it claims); keep what was read
-    return kv
+    scan = HeaderScan()
+    scan.feed(data, final=True)
+    return scan.kv
+
+
+class HeaderScan:
+    """The header keys of a GGUF whose first bytes arrive piece by piece (a ranged download).
+
+    GGUFReader needs the whole file. Here the header is walked key by key and the walk resumes where it
+    stopped, so a download can stop as soon as the type is known. That can take more than a few MB: a
+    250k-token vocabulary comes before the keys that mark a reranker in some files.
+    """
+
+    def __init__(self) -> None:
+        self.kv: dict[str, Any] = {}
+        self.complete = False  # every key was read (or the bytes are not a GGUF): more data changes nothing
+        self._offset = 24
+        self._remaining: int | None = None
+        self._retry_at = 0  # a key cut off mid-way is re-read only once the data has doubled: linear overall
+
+    def feed(self, data: bytes, final: bool = False) -> bool:
+        """Read the keys that `data` (the file's first bytes, more each call) holds whole; True once the
+        model type is known, so no more bytes are needed. `final` reads what it can now, however little."""
+        if not self.complete and (final or len(data) >= self._retry_at):
+            self._walk(data)
+        return self.complete or self._is_reranker()
+
+    def model_type(self, data: bytes, has_mmproj: bool = False) -> ModelType | None:
+        """The type the keys read from `data` say, or None when they name no architecture."""
+        self.feed(data, final=True)
+        if "general.architecture" not in self.kv:
+            return None
+        arch = str(self.kv["general.architecture"])
+        return detect_type(arch, self.kv.get(f"{arch}.pooling_type"), self._has_classifier(), has_mmproj)
+
+    def _walk(self, data: bytes) -> None:
+        if self._remaining is None:
+            if len(data) < 24:
+                return
+            if data[:4] != b"GGUF":
+                self.complete = True
+                return
+            self._remaining = struct.unpack_from("<Q", data, 16)[0]
+        try:
+            while self._remaining:
+                key, offset = _read_string(data, self._offset)
+                (value_type,), offset = struct.unpack_from("<I", data, offset), offset + 4
+                self.kv[key], self._offset = _read_value(data, offset, value_type)
+                self._remaining -= 1
+        except struct.error:
+            self._retry_at = 2 * len(data)  # the data ends inside this key: wait for more
+            return
+        except (UnicodeDecodeError, KeyError):
+            pass  # not what it claims to be: keep what was read
+        self.complete = True
+
+    def _is_reranker(self) -> bool:
+        """Rank pooling or a classifier head settles it early; any other type needs every key read."""
+        arch = self.kv.get("general.architecture")
+        if arch is None:
+            return False
+        pooling = self.kv.get(f"{arch}.pooling_type")
+        return detect_type(str(arch), pooling, self._has_classifier(), False) is ModelType.reranker
+
+    def _has_classifier(self) -> bool:
+        return f"{self.kv.get('general.architecture')}.classifier.output_labels" in self.kv
 
 
 def _read_string(data: bytes, offset: int) -> tuple[str, int]:
