@@ -10,6 +10,7 @@
     ├── EngineRefused         the engine answered an error (its own status)
     ├── ClientGone            the client disconnected before its answer was ready (HTTP 499, never seen)
     ├── StoreError            the local store is missing or inconsistent
+    │   └── BadModelFile      a file is not a readable GGUF: truncated, damaged or another format
     ├── HubError              Hugging Face refused or failed a pull (CLI only)
     └── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
 
@@ -73,6 +74,10 @@ class ClientGone(NexaError):
 
 class StoreError(NexaError):
     """The model store cannot do what was asked."""
+
+
+class BadModelFile(StoreError, ValueError):
+    """A model file whose GGUF header cannot be read; a ValueError too, as the gguf package raises."""
 
 
 class HubError(NexaError):

@@ -50,3 +50,17 @@ def test_clean_asks_first_then_removes_models_and_partials_but_not_imported_file
     assert result.returncode == 0 and "removed 2 model(s): me/mine, test-org/Tiny-GGUF" in result.stdout
     assert store.list() == [] and not leftover.exists()
     assert own.read_bytes() == (tiny_dir / "qwen3-script-text.gguf").read_bytes()  # the user's file stays
+
+
+def test_importing_a_truncated_or_foreign_file_says_so_in_a_line_or_two(hub_env, tiny_dir, tmp_path):
+    cut = tmp_path / "cut-Q4_0.gguf"
+    cut.write_bytes((tiny_dir / "qwen3-script-text.gguf").read_bytes()[:3000])
+    foreign = tmp_path / "other-Q4_0.gguf"
+    foreign.write_bytes(b"PK\x03\x04 a zip, not a model")
+    for path, says, fix in ((cut, "is not a complete GGUF file", "download or copy it again"),
+                            (foreign, "is not a GGUF file", "convert it")):
+        result = run_nexa(hub_env, "pull", "me/cut", "--local-path", str(path))
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert says in result.stderr and fix in result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    assert Store(Path(hub_env["NEXA_DATADIR"])).get("me/cut") is None

@@ -151,6 +151,19 @@ def test_a_pull_that_does_not_fit_on_the_disk_stops_before_downloading(hub_env, 
     assert len(fake_hub.requests_for("/cdn/")) == downloads and store_of(hub_env).get(TINY) is None
 
 
+def test_a_disk_that_fills_up_mid_pull_is_one_message_and_the_next_pull_resumes(hub_env):
+    partial = store_of(hub_env).model_dir(TINY) / "tiny-Q4_K_M.gguf.incomplete"
+    partial.parent.mkdir(parents=True)
+    partial.symlink_to("/dev/full")  # every write fails with ENOSPC, as on a full disk
+    result = run_nexa(hub_env, "pull", TINY, "--yes")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "filled up during the pull; free some space" in result.stderr and "resume" in result.stderr
+    assert len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    assert store_of(hub_env).get(TINY) is None
+    partial.unlink()
+    assert run_nexa(hub_env, "pull", TINY, "--yes").returncode == 0
+
+
 def test_a_dropped_download_resumes_on_the_next_pull_and_ends_byte_identical(hub_env, fake_hub, tiny_dir):
     name = "big-Q4_0.gguf"
     big = (tiny_dir / "qwen3-script-text.gguf").read_bytes() + random.Random(3).randbytes(11 << 20)

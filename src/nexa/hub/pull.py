@@ -6,6 +6,7 @@ files that the next pull continues.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import shutil
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
 from nexa.store.gguf_meta import HeaderScan
 
 LOCK_NAME = ".pull.lock"
+_MAKE_ROOM = "free some space (nexa remove, nexa clean) or point NEXA_DATADIR at a bigger disk"
 
 
 class PullEvents(Protocol):
@@ -43,8 +45,17 @@ def guess_type(files: RepoFiles) -> ModelType:
 
 
 def pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, events: PullEvents) -> tuple[Manifest, bool]:
-    """Pull `quant` (and for a vlm its projector); returns (manifest, False when it was already there)."""
+    """Pull `quant` (and for a vlm its projector); returns (manifest, False when it was already there).
+    A disk that fills up mid-way is a StoreError saying what to do; the partial files stay for the next pull."""
     folder = store.model_dir(files.repo)
+    try:
+        return _pull(store, files, quant, model_type, events, folder)
+    except OSError as exc:
+        raise _disk_error(folder, exc) from exc
+
+
+def _pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, events: PullEvents,
+          folder: Path) -> tuple[Manifest, bool]:
     folder.mkdir(parents=True, exist_ok=True)
     with _model_lock(folder, lambda: events.waiting(files.repo)):
         existing = store.get(files.repo)
@@ -86,10 +97,16 @@ def _check_disk(folder: Path, wanted: list[RemoteFile]) -> None:
     needed = sum(f.size - present_bytes(folder / f.name) for f in wanted)
     free = shutil.disk_usage(folder).free
     if needed > free:
-        raise StoreError(
-            f"this pull needs {needed / 1e6:,.0f} MB more but {folder} has {free / 1e6:,.0f} MB free; "
-            "free some space (nexa remove, nexa clean) or point NEXA_DATADIR at a bigger disk"
-        )
+        raise StoreError(f"this pull needs {needed / 1e6:,.0f} MB more but {folder} has {free / 1e6:,.0f} MB free; "
+                         f"{_MAKE_ROOM}")
+
+
+def _disk_error(folder: Path, exc: OSError) -> StoreError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreError(f"the disk holding {folder} filled up during the pull; {_MAKE_ROOM}, "
+                          "then run the same nexa pull again to resume")
+    return StoreError(f"cannot write {exc.filename or folder} ({exc.strerror}); check that NEXA_DATADIR is "
+                      "writable, then run the same nexa pull again to resume")
 
 
 @contextmanager

@@ -12,6 +12,7 @@ from typing import Any
 
 from gguf import GGUFReader, GGUFValueType, LlamaFileType
 
+from nexa.errors import BadModelFile
 from nexa.store.manifest import ModelType
 
 _KV_BYTES = 2  # llama.cpp's default KV cache type is f16
@@ -214,7 +215,7 @@ def _value(reader: GGUFReader, key: str) -> Any:
 @functools.lru_cache(maxsize=64)
 def _read_shape(path: str, mtime_ns: int) -> Shape | None:
     try:
-        reader = GGUFReader(path, "r")
+        reader = open_reader(Path(path))
     except (OSError, ValueError):
         return None  # unreadable or truncated: the load itself will say why
     arch = str(_value(reader, "general.architecture") or "")
@@ -243,9 +244,24 @@ def read_shape(path: str) -> Shape | None:
     return _read_shape(path, mtime)
 
 
+def open_reader(path: Path) -> GGUFReader:
+    """GGUFReader for `path`; a file it cannot parse is a BadModelFile that says what to do, not numpy's
+    reshape error (a truncated file fails deep inside the reader with ValueError or IndexError)."""
+    try:
+        return GGUFReader(path, "r")
+    except (ValueError, IndexError) as exc:
+        with path.open("rb") as handle:
+            magic = handle.read(4)
+        if magic != b"GGUF":
+            raise BadModelFile(f"{path} is not a GGUF file (it does not start with 'GGUF'); "
+                               "nexa serves GGUF models: convert it, or pick the .gguf file") from exc
+        raise BadModelFile(f"{path} is not a complete GGUF file ({path.stat().st_size:,} bytes, it ends before "
+                           "its header or tensor table does): download or copy it again") from exc
+
+
 def read_info(path: Path) -> GGUFInfo:
-    """Parse the header of a GGUF file; raises ValueError when it is not one."""
-    reader = GGUFReader(path, "r")
+    """Parse the header of a GGUF file; raises BadModelFile (a ValueError) when it is not a readable one."""
+    reader = open_reader(path)
     arch = str(_value(reader, "general.architecture") or "unknown")
     return GGUFInfo(
         architecture=arch,
