@@ -177,7 +177,8 @@ def test_corrupt_gguf_is_a_503_naming_the_model_while_others_keep_answering(http
     assert reply.status_code == 503
     error = reply.json()["error"]
     assert error["code"] == "model_load_failed" and model_id(http, BROKEN) in error["message"]
-    assert "failed to load:" in error["message"]
+    assert "failed to load:" in error["message"] and "model is corrupted or incomplete" in error["message"]
+    assert reply.headers["retry-after"]
     assert chat(http, TEXT).json()["choices"][0]["message"]["content"] == SCRIPT
 
 

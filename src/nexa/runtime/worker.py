@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -19,6 +20,14 @@ from nexa.errors import ModelLoadFailed
 log = logging.getLogger("nexa.worker")
 
 _STDERR_TAIL = 30
+# llama.cpp's log line: time stamp, level letter, text ("0.00.007.634 E llama_model_load: error loading ...").
+_LOG_LINE = re.compile(r"\s*\d+(?:\.\d+)+ ([A-Z]) (.*)")
+
+
+def engine_error(line: str) -> str | None:
+    """The text of an engine log line at error level, without time stamp and level; None for other lines."""
+    match = _LOG_LINE.fullmatch(line)
+    return match.group(2).strip() if match and match.group(1) == "E" else None
 
 
 class Worker:
@@ -29,6 +38,7 @@ class Worker:
         self.base_url = ""
         self._process: asyncio.subprocess.Process | None = None
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
+        self._first_error: str | None = None  # the cause comes first; later error lines repeat "failed to load"
         self._drain: asyncio.Task | None = None
 
     @staticmethod
@@ -80,13 +90,18 @@ class Worker:
             raise ModelLoadFailed(f"loading took longer than {timeout:.0f} s; raise --load-timeout") from None
         message = json.loads(line) if line.strip() else {}
         if not message.get("ready"):
-            await self.close()
-            raise ModelLoadFailed(message.get("error") or self._last_error())
+            await self.close()  # also reads the rest of stderr, where the engine said why
+            raise ModelLoadFailed(self._load_error(message.get("error")))
         self.base_url = message["address"]
         log.info("worker %s serving %s at %s", self.pid, os.path.basename(self.spec.model_path), self.base_url)
 
+    def _load_error(self, announced: str | None) -> str:
+        """Why the load failed: the engine's first error line (its exception says only "Failed to init
+        server"), else what the worker announced, else the most telling line it printed."""
+        return self._first_error or announced or self._last_error()
+
     def _last_error(self) -> str:
-        """The most telling engine line: the last error-looking one, else the last one."""
+        """The most telling line without a log level (an abort's GGML_ASSERT): the last error-looking one, else the last one."""
         lines = [line for line in self._stderr_tail if line.strip()]
         for line in reversed(lines):
             lowered = line.lower()
@@ -99,6 +114,8 @@ class Worker:
         async for raw in self._process.stderr:
             line = raw.decode(errors="replace").rstrip()
             self._stderr_tail.append(line)
+            if self._first_error is None:
+                self._first_error = engine_error(line)
             log.debug("[%s] %s", self.pid, line)
 
     async def wait(self) -> int:

@@ -1,0 +1,60 @@
+"""A real worker process that cannot load its model says why, in the engine's own words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from nexa.engine.spec import WorkerSpec
+from nexa.errors import ModelLoadFailed
+from nexa.runtime.worker import Worker, engine_error
+from nexa.store import ModelType
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def future_architecture(path: Path) -> None:
+    """A GGUF of an architecture this engine does not know (a model newer than the engine)."""
+    writer = gguf.GGUFWriter(path, "nexa-future")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+async def load_error(path: Path) -> str:
+    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=512, parallel=1,
+                               threads=1, api_key=Worker.new_api_key()))
+    with pytest.raises(ModelLoadFailed) as refused:
+        await worker.start(timeout=60)
+    assert not worker.alive
+    return refused.value.message
+
+
+async def test_a_truncated_model_is_refused_with_the_engines_reason_not_failed_to_init(tiny_dir, tmp_path):
+    whole = (tiny_dir / "qwen3-script-text.gguf").read_bytes()
+    (tmp_path / "half.gguf").write_bytes(whole[: len(whole) // 2])
+    message = await load_error(tmp_path / "half.gguf")
+    assert "is not within the file bounds, model is corrupted or incomplete" in message
+    assert "Failed to init server" not in message
+
+
+async def test_an_unknown_architecture_is_named(tmp_path):
+    future_architecture(tmp_path / "future.gguf")
+    assert "unknown model architecture: 'nexa-future'" in await load_error(tmp_path / "future.gguf")
+
+
+def test_only_error_level_engine_lines_count_and_lose_their_time_stamp():
+    assert engine_error("0.00.007.634 E llama_model_load: error loading model: bad") == (
+        "llama_model_load: error loading model: bad")
+    assert engine_error("0.00.007.153 I srv    load_model: loading model 'x.gguf'") is None
+    assert engine_error("ggml.c:1234: GGML_ASSERT(x) failed") is None
