@@ -89,6 +89,12 @@ class Settings(BaseSettings):
         description="Memory all loaded models may take (bytes, or 8GiB, 512MB); idle models are unloaded to fit.",
     )
     max_loaded_models: int = Field(0, ge=0, description="Most models loaded at once; 0 means only the budget limits.")
+    max_queue: int = Field(
+        256, ge=0, description="Most requests waiting at once for a model that cannot load yet; more get 503."
+    )
+    queue_timeout: float = Field(
+        120.0, gt=0, description="Seconds a request waits for its model to find room before a 503 with Retry-After."
+    )
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Models to load at startup (comma-separated in the environment)."
     )

@@ -11,7 +11,7 @@ import pytest
 from nexa.config import Settings
 from nexa.errors import ModelLoadFailed, Overloaded
 from nexa.runtime import ModelManager
-from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
+from nexa.store import FileEntry, Manifest, ModelRef, ModelType, QuantEntry, Store
 
 pytestmark = pytest.mark.anyio
 _pids = itertools.count(1000)
@@ -82,9 +82,12 @@ A, B, C = manifest("t/a"), manifest("t/b"), manifest("t/c")
 
 
 def make_manager(tmp_path, factory: Factory, **settings) -> ModelManager:
-    """Each model's estimate is its file size, so budgets are easy to reason about."""
+    """Each model's estimate is its file size, so budgets are easy to reason about. A, B and C are in the store."""
     config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, **settings})
-    return ModelManager(Store(tmp_path), config, worker_factory=factory, estimator=lambda spec, weights: weights)
+    store = Store(tmp_path)
+    for model in (A, B, C):
+        store.save(model)
+    return ModelManager(store, config, worker_factory=factory, estimator=lambda spec, weights: weights)
 
 
 async def until(condition, timeout: float = 3.0) -> None:
@@ -152,16 +155,112 @@ async def test_least_recently_used_idle_model_is_evicted_to_fit_the_budget(tmp_p
     await manager.close()
 
 
-async def test_model_serving_requests_is_never_evicted_and_the_refusal_has_the_numbers(tmp_path):
-    manager = make_manager(tmp_path, Factory(), memory_budget=150)
+async def test_a_load_that_does_not_fit_waits_for_the_busy_model_to_finish(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory, memory_budget=150)
+    lease = await manager.acquire(A, "Q4_0")
+    waiting = asyncio.create_task(manager.acquire(B, "Q4_0"))
+    await until(lambda: not ids(manager))  # a is out of service once its load grace has passed
+    assert not waiting.done() and factory.workers[0].alive  # queued; a is never stopped under its request
+    later_for_a = asyncio.create_task(manager.acquire(A, "Q4_0"))  # so this one queues behind b
+    await asyncio.sleep(0.05)
+    assert not later_for_a.done()
+    lease.release()
+    (await waiting).release()
+    assert factory.workers[0].returncode == 0 and manager.stats.unloads["t/a:Q4_0", "evicted"] == 1
+    (await later_for_a).release()
+    assert ids(manager) == {"t/a:Q4_0"} and len(factory.workers) == 3
+    await manager.close()
+
+
+async def test_the_queue_gives_up_after_its_timeout_with_the_numbers_and_the_busy_model_serves_on(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=150, queue_timeout=1.5)  # past a's load grace
     lease = await manager.acquire(A, "Q4_0")
     with pytest.raises(Overloaded) as refused:
         await manager.acquire(B, "Q4_0")
     assert "t/a:Q4_0" in refused.value.message and "memory budget" in refused.value.message
     assert refused.value.retry_after and ids(manager) == {"t/a:Q4_0"}
+    (await manager.acquire(A, "Q4_0")).release()  # restored to service: no reload
+    assert lease.model.in_flight == 1 and manager.stats.loads["t/a:Q4_0"] == 1
     lease.release()
-    (await manager.acquire(B, "Q4_0")).release()
-    assert ids(manager) == {"t/b:Q4_0"}
+    await manager.close()
+
+
+async def test_a_client_that_leaves_the_queue_costs_nothing(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory, memory_budget=150)
+    lease = await manager.acquire(A, "Q4_0")
+    waiting = asyncio.create_task(manager.acquire(B, "Q4_0"))
+    await until(lambda: not ids(manager))  # a drains for b
+    waiting.cancel()
+    await asyncio.sleep(0.05)
+    assert ids(manager) == {"t/a:Q4_0"} and len(factory.workers) == 1  # b never started, a serves on
+    lease.release()
+    await asyncio.sleep(0.05)
+    assert ids(manager) == {"t/a:Q4_0"} and factory.workers[0].alive
+    await manager.close()
+
+
+async def test_a_full_queue_refuses_at_once(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=150, max_queue=1)
+    lease = await manager.acquire(A, "Q4_0")
+    waiting = asyncio.create_task(manager.acquire(B, "Q4_0"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(Overloaded, match="--max-queue") as refused:
+        await manager.acquire(C, "Q4_0")
+    assert refused.value.code == "queue_full" and refused.value.retry_after
+    lease.release()
+    (await waiting).release()
+    await manager.close()
+
+
+async def test_queued_loads_are_served_first_come_first_served(tmp_path):
+    manager = make_manager(tmp_path, Factory(), memory_budget=150)
+    lease = await manager.acquire(A, "Q4_0")
+    order: list[str] = []
+
+    async def take(model: Manifest) -> None:
+        held = await manager.acquire(model, "Q4_0")
+        order.append(held.model.id)
+        await asyncio.sleep(0.02)
+        held.release()
+
+    tasks = [asyncio.create_task(take(B))]
+    await asyncio.sleep(0.01)
+    tasks.append(asyncio.create_task(take(C)))
+    await asyncio.sleep(0.01)
+    lease.release()
+    await asyncio.gather(*tasks)
+    assert order == ["t/b:Q4_0", "t/c:Q4_0"]
+    await manager.close()
+
+
+async def test_a_model_removed_from_the_store_stops_once_its_request_ends(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    lease = await manager.acquire(A, "Q4_0")
+    manager.store.remove(ModelRef.parse("t/a"))
+    await until(lambda: not manager.loaded())  # out of service within the store check's period
+    assert factory.workers[0].alive  # its request still runs
+    lease.release()
+    await until(lambda: factory.workers[0].returncode == 0)
+    assert manager.stats.unloads["t/a:Q4_0", "removed"] == 1
+    await manager.close()
+
+
+async def test_a_replaced_model_is_never_served_from_the_old_files(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    old = await manager.acquire(A, "Q4_0")
+    files = [FileEntry(name="a.gguf", size=100, sha256="1" * 64)]
+    repulled = A.model_copy(update={"quants": {"Q4_0": QuantEntry(files=files)}})
+    manager.store.save(repulled)
+    new = await manager.acquire(repulled, "Q4_0")
+    assert new.worker is not old.worker and ids(manager) == {"t/a:Q4_0"}
+    old.release()
+    await until(lambda: factory.workers[0].returncode == 0)
+    assert manager.stats.unloads["t/a:Q4_0", "replaced"] == 1
+    new.release()
     await manager.close()
 
 

@@ -72,6 +72,10 @@ def serve(
     max_loaded_models: Annotated[
         Optional[int], typer.Option(help=_help("max_loaded_models"), show_default=_default("max_loaded_models"))
     ] = None,
+    max_queue: Annotated[Optional[int], typer.Option(help=_help("max_queue"), show_default=_default("max_queue"))] = None,
+    queue_timeout: Annotated[
+        Optional[float], typer.Option(help=_help("queue_timeout"), show_default=_default("queue_timeout"))
+    ] = None,
     preload: Annotated[
         Optional[list[str]], typer.Option(help=_help("preload") + " Repeatable.", show_default=_default("preload"))
     ] = None,
@@ -94,7 +98,8 @@ def serve(
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
-        max_loaded_models=max_loaded_models, preload=preload, model_options=model_option,
+        max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
+        model_options=model_option,
     )
     settings = load_settings(**flags)
     _setup_logging(settings.log_level)

@@ -3,8 +3,15 @@
 It resolves names, loads on demand (concurrent first requests share one load), keeps
 each model within the memory budget by unloading the least recently used idle ones,
 unloads models idle past their keep-alive, and restarts crashed workers with back-off.
-All timing lives in one supervisor task that sleeps until the next keep-alive deadline
-or until something changes (a lease released, a worker exited).
+
+A load that does not fit waits its turn (FIFO, bounded by --max-queue and --queue-timeout)
+instead of failing: the head of the queue takes the least recently used models out of
+service, and each closes once the requests it is serving end; a model is never stopped
+under a running request. A model removed from the store or replaced by other files is
+taken out of service the same way, so no request is answered from files that are gone.
+
+All timing lives in one supervisor task that sleeps until the next keep-alive deadline,
+the next store check, or until something changes (a lease released, a worker exited).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from dataclasses import dataclass, field
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
-from nexa.errors import ModelLoadFailed, Overloaded
+from nexa.errors import ModelLoadFailed, Overloaded, StoreError
 from nexa.runtime import memory
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
@@ -35,6 +42,8 @@ STABLE_AFTER = 60.0
 # before keep-alive (even 0) can unload it; they resume within microseconds.
 LOAD_GRACE = 1.0
 MAX_BACKOFF = 60.0
+# Seconds between checks that each loaded model's files are still those in the store.
+STORE_CHECK = 2.0
 GIB = 1024**3
 
 
@@ -47,7 +56,7 @@ def _gib(n: int) -> str:
     return f"{n / GIB:.2f} GiB"
 
 
-@dataclass
+@dataclass(eq=False)  # identity: one worker, kept in sets
 class LoadedModel:
     id: str  # org/repo:QUANT
     manifest: Manifest
@@ -61,6 +70,12 @@ class LoadedModel:
     started: float = field(default_factory=time.monotonic)
     loaded_at: float = field(default_factory=time.time)
     shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
+    retired: str | None = None  # why it was taken out of service (idle, evicted, removed ...)
+    closing: bool = False  # its worker is being stopped
+
+    def serves(self, manifest: Manifest) -> bool:
+        """Whether this worker runs the files `manifest` names now (a re-pull may have replaced them)."""
+        return manifest.quants.get(self.quant) == self.manifest.quants[self.quant] and manifest.mmproj == self.manifest.mmproj
 
     @property
     def parallel(self) -> int:
@@ -146,11 +161,15 @@ class ModelManager:
         self._worker_factory = worker_factory
         self._estimate = estimator
         self._loaded: dict[str, LoadedModel] = {}
+        self._retiring: set[LoadedModel] = set()  # out of service; each closes once its requests end
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
+        self._waiting: Counter[str] = Counter()  # requests waiting for each load under way
         self._reserved: dict[str, int] = {}  # estimates of models being loaded
         self._failures: dict[str, _Failures] = {}
-        self._admission = asyncio.Lock()  # one eviction decision at a time
+        self._admission = asyncio.Lock()  # the queue for room: FIFO, one eviction decision at a time
+        self._room = asyncio.Event()  # set when a model became idle or closed
         self._wake = asyncio.Event()
+        self._store_checked = 0.0  # when the supervisor last compared loaded models with the store
         self._loop: asyncio.AbstractEventLoop | None = None
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
@@ -168,9 +187,23 @@ class ModelManager:
     def memory_budget(self) -> int:
         return int(self.settings.memory_budget)
 
+    def waiting(self) -> int:
+        """Requests waiting for a model to load (and for room to load it)."""
+        return sum(self._waiting.values())
+
+    def find_loaded(self, name: str) -> list[LoadedModel]:
+        """Loaded models called `name` (org/repo or org/repo:QUANT, any case), even if gone from the store."""
+        ref = ModelRef.parse(name)
+        return [m for m in self._loaded.values()
+                if m.manifest.name.lower() == ref.repo.lower() and ref.quant in (None, m.quant)]
+
     def memory_used(self) -> int:
-        """Estimated bytes held by loaded models and reserved by loads under way."""
-        return sum(m.estimate for m in self._loaded.values()) + sum(self._reserved.values())
+        """Estimated bytes held by models (loaded or still closing) and reserved by loads under way."""
+        held = [*self._loaded.values(), *self._retiring]
+        return sum(m.estimate for m in held) + sum(self._reserved.values())
+
+    def _places_used(self) -> int:
+        return len(self._loaded) + len(self._retiring) + len(self._reserved)
 
     def ctx_for(self, manifest: Manifest, quant: str) -> int:
         """Context tokens per slot of `manifest:quant`, its --model-option included."""
@@ -215,27 +248,50 @@ class ModelManager:
         if model is not None and not model.worker.alive:
             await self._crashed(model)
             model = None
+        if model is not None and not model.serves(manifest):
+            await self._retire(model, "replaced")
+            model = None
         if model is None:
-            task = self._loading.get(model_id)
-            if task is None:
-                self._check_backoff(model_id)
-                task = asyncio.create_task(self._load(model_id, manifest, quant))
-                self._loading[model_id] = task
-                task.add_done_callback(lambda done: self._load_done(model_id, done))
-            # Shielded: a client that disconnects while its model loads must not abort the load for the others.
-            model = await asyncio.shield(task)
+            model = await self._wait_for_load(model_id, manifest, quant)
         if keep_alive is not None:
             model.keep_alive = keep_alive
         return Lease(model, self._released)
 
+    async def _wait_for_load(self, model_id: str, manifest: Manifest, quant: str) -> LoadedModel:
+        """Join the load of `model_id` under way, or start one. Waiting requests are bounded by --max-queue;
+        when the last one gives up before the load has room, the load is dropped: a client that left costs nothing."""
+        if self.waiting() >= self.settings.max_queue:
+            raise Overloaded(
+                f"{self.settings.max_queue} requests are already waiting for models to load (--max-queue); "
+                "retry shortly", retry_after=5, code="queue_full",
+            )
+        task = self._loading.get(model_id)
+        if task is None:
+            self._check_backoff(model_id)
+            task = asyncio.create_task(self._load(model_id, manifest, quant))
+            self._loading[model_id] = task
+            task.add_done_callback(lambda done: self._load_done(model_id, done))
+        self._waiting[model_id] += 1
+        try:
+            # Shielded: a client that disconnects while its model loads must not abort the load for the others.
+            return await asyncio.shield(task)
+        finally:
+            self._waiting[model_id] -= 1
+            if not self._waiting[model_id]:
+                del self._waiting[model_id]
+                if model_id not in self._reserved and not task.done():
+                    del self._loading[model_id]  # a request arriving now starts afresh
+                    task.cancel()  # still queued for room: nobody wants it any more
+
     def _load_done(self, model_id: str, task: asyncio.Task[LoadedModel]) -> None:
-        self._loading.pop(model_id, None)
+        if self._loading.get(model_id) is task:
+            del self._loading[model_id]
         if not task.cancelled():
             task.exception()  # retrieved here too, in case every waiting request went away
 
     def _released(self, model: LoadedModel) -> None:
         if model.in_flight == 0:
-            self._notify()
+            self._notify()  # it may be unloaded now, or give way to a queued load
 
     def _check_backoff(self, model_id: str) -> None:
         failures = self._failures.get(model_id)
@@ -256,9 +312,7 @@ class ModelManager:
         spec = self.spec(manifest, quant)
         weights = manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
         need = await asyncio.to_thread(self._estimate, spec, weights)  # parses the GGUF header: off the loop
-        async with self._admission:
-            await self._make_room(model_id, need)
-            self._reserved[model_id] = need
+        await self._admit(model_id, need)
         worker = self._worker_factory(spec)
         log.info("loading %s (about %s)", model_id, _gib(need))
         started = time.monotonic()
@@ -288,37 +342,89 @@ class ModelManager:
         self._notify()
         return model
 
-    async def _make_room(self, model_id: str, need: int) -> None:
-        """Unload least recently used idle models until `need` more bytes (and one more model) fit."""
-        budget, limit = self.memory_budget, self.settings.max_loaded_models
+    async def _admit(self, model_id: str, need: int) -> None:
+        """Wait, first come first served, until `need` more bytes and one more model fit; then reserve them.
+        Gives up with 503 after --queue-timeout seconds."""
+        budget = self.memory_budget
         if need > budget:
             raise Overloaded(
                 f"model '{model_id}' needs about {_gib(need)}, more than the whole memory budget of {_gib(budget)}; "
                 f"raise --memory-budget or give it a smaller context (--model-option {model_id}:ctx=2048,parallel=1)",
                 code="memory_budget",
             )
-        idle = sorted((m for m in self._loaded.values() if m.in_flight == 0), key=lambda m: m.last_used)
-        used, count = self.memory_used(), len(self._loaded) + len(self._reserved)
+        deadline = time.monotonic() + self.settings.queue_timeout
+        try:
+            await asyncio.wait_for(self._admission.acquire(), self.settings.queue_timeout)
+        except asyncio.TimeoutError:
+            raise self._no_room(model_id, need) from None
+        draining: list[LoadedModel] = []
+        try:
+            while not await self._make_room(model_id, need, draining):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise self._no_room(model_id, need)
+                try:  # re-checked at least each LOAD_GRACE: a model just loaded may become a candidate
+                    await asyncio.wait_for(self._room.wait(), min(left, LOAD_GRACE))
+                except asyncio.TimeoutError:
+                    pass
+            self._reserved[model_id] = need
+        except BaseException:  # timed out, or every waiting client left: what it drained serves on
+            self._restore(draining)
+            raise
+        finally:
+            self._admission.release()
+
+    async def _make_room(self, model_id: str, need: int, draining: list[LoadedModel]) -> bool:
+        """Take the least recently used models out of service, if that makes `need` more bytes and one more
+        model fit once they close: idle ones close now, busy ones when their requests end (added to `draining`).
+        True if it fits now."""
+        self._room.clear()
+        now = time.monotonic()
+        candidates = sorted(
+            (m for m in self._loaded.values() if m.started + LOAD_GRACE <= now),  # its waiters lease it first
+            key=lambda m: (m.in_flight > 0, m.last_used),
+        )
+        used, places = self.memory_used(), self._places_used()
         victims: list[LoadedModel] = []
-        while (used + need > budget or (limit and count >= limit)) and len(victims) < len(idle):
-            victim = idle[len(victims)]
+        for victim in candidates:
+            if self._fits(need, used, places):
+                break
             victims.append(victim)
-            used -= victim.estimate
-            count -= 1
-        if used + need > budget or (limit and count >= limit):
-            busy = ", ".join(f"{m.id} ({_gib(m.estimate)})" for m in self._loaded.values() if m.in_flight)
-            raise Overloaded(
-                f"cannot load '{model_id}' (about {_gib(need)}): {_gib(used)} of the {_gib(budget)} memory budget"
-                + (f" and {count} of {limit} model places" if limit else "")
-                + f" are held by models serving requests ({busy or 'loads under way'}); retry when they finish, "
-                "or raise --memory-budget / --max-loaded-models",
-                retry_after=5,
-                code="memory_budget",
-            )
-        for victim in victims:  # all detached before the first await, so none can be leased meanwhile
-            log.info("unloading %s to make room for %s", victim.id, model_id)
-            self._detach(victim, "evicted")
-        await asyncio.gather(*(victim.worker.close() for victim in victims))
+            used, places = used - victim.estimate, places - 1
+        if victims and self._fits(need, used, places):
+            for victim in victims:
+                log.info("%s %s to make room for %s", "retiring (after its requests end)" if victim.in_flight
+                         else "unloading", victim.id, model_id)
+            draining += [victim for victim in victims if victim.in_flight]
+            await asyncio.gather(*(self._retire(victim, "evicted") for victim in victims))
+        return self._fits(need, self.memory_used(), self._places_used())
+
+    def _fits(self, need: int, used: int, places: int) -> bool:
+        limit = self.settings.max_loaded_models
+        return used + need <= self.memory_budget and not (limit and places >= limit)
+
+    def _restore(self, models: list[LoadedModel]) -> None:
+        """Put drained models that are still serving back in service, unless a new load of theirs is under way."""
+        for model in models:
+            if model in self._retiring and not model.closing and model.id not in self._loaded \
+                    and model.id not in self._loading:
+                self._retiring.discard(model)
+                self._loaded[model.id] = model
+                model.retired = None
+                log.info("%s serves on: the load it made room for was given up", model.id)
+
+    def _no_room(self, model_id: str, need: int) -> Overloaded:
+        budget, limit = self.memory_budget, self.settings.max_loaded_models
+        busy = ", ".join(f"{m.id} ({_gib(m.estimate)})" for m in (*self._loaded.values(), *self._retiring) if m.in_flight)
+        return Overloaded(
+            f"cannot load '{model_id}' (about {_gib(need)}) within {self.settings.queue_timeout:g} s: "
+            f"{_gib(self.memory_used())} of the {_gib(budget)} memory budget"
+            + (f" and {self._places_used()} of {limit} model places" if limit else "")
+            + f" are held by models serving requests ({busy or 'loads under way'}); retry when they finish, "
+            "or raise --memory-budget / --max-loaded-models",
+            retry_after=5,
+            code="memory_budget",
+        )
 
     def _record_failure(self, model_id: str, reason: str, *, crashed: bool, healthy: bool = False) -> None:
         previous = self._failures.get(model_id)
@@ -341,8 +447,28 @@ class ModelManager:
             model.keep_alive = 0
             self._notify()
             return False
-        await self._unload(model, "request")
+        await self._retire(model, "request")
         return True
+
+    async def _retire(self, model: LoadedModel, reason: str) -> None:
+        """Take a model out of service: no new leases; its worker stops now if idle, else when its requests end."""
+        if self._detach(model, reason):
+            self._retiring.add(model)
+        if not model.in_flight:
+            await self._close(model)
+
+    async def _close(self, model: LoadedModel) -> None:
+        if model.closing:
+            return
+        model.closing = True
+        if model.retired:
+            self.stats.unloads[model.id, model.retired] += 1
+            log.info("unloading %s (%s)", model.id, model.retired)
+        try:
+            await model.worker.close()
+        finally:
+            self._retiring.discard(model)
+            self._room.set()
 
     def _detach(self, model: LoadedModel, reason: str) -> bool:
         """Take a model out of service (no new leases); False if it already was."""
@@ -350,13 +476,8 @@ class ModelManager:
             return False
         del self._loaded[model.id]
         self._failures.pop(model.id, None)  # it ran until asked to stop: its history is clean
-        self.stats.unloads[model.id, reason] += 1
-        log.info("unloading %s (%s)", model.id, reason)
+        model.retired = reason
         return True
-
-    async def _unload(self, model: LoadedModel, reason: str) -> None:
-        if self._detach(model, reason):
-            await model.worker.close()
 
     async def _crashed(self, model: LoadedModel) -> None:
         """Forget a worker that exited by itself; the next request restarts it (after the back-off)."""
@@ -369,7 +490,7 @@ class ModelManager:
         self._record_failure(model.id, f"crashed (worker exit code {code})", crashed=True, healthy=uptime >= STABLE_AFTER)
         log.warning("worker for %s (pid %s) exited with code %s; it restarts on the next request",
                     model.id, model.worker.pid, code)
-        await model.worker.close()
+        await self._close(model)
 
     # ------------------------------------------------------------------ supervision
 
@@ -379,9 +500,10 @@ class ModelManager:
             self._supervisor = asyncio.create_task(self._supervise(), name="nexa-supervisor")
 
     def _notify(self) -> None:
-        """Wake the supervisor; safe from any thread (a lease may be released off the loop)."""
+        """Wake the supervisor and the queue for room; safe from any thread (a lease may be released off the loop)."""
         if self._loop is not None and not self._loop.is_closed():
             self._loop.call_soon_threadsafe(self._wake.set)
+            self._loop.call_soon_threadsafe(self._room.set)
 
     async def _supervise(self) -> None:
         """Reap exited workers and unload models idle past their keep-alive, then sleep until the next deadline."""
@@ -392,6 +514,8 @@ class ModelManager:
             except Exception:  # a failure to stop one worker must not end supervision of the others
                 log.exception("supervisor sweep failed")
             deadlines = [e for m in self._loaded.values() if (e := m.expires_at()) is not None]
+            if self._loaded:
+                deadlines.append(time.monotonic() + STORE_CHECK)
             alarm = None
             if deadlines:
                 alarm = asyncio.get_running_loop().call_later(max(0.0, min(deadlines) - time.monotonic()), self._wake.set)
@@ -405,11 +529,32 @@ class ModelManager:
         for model in list(self._loaded.values()):
             if not model.worker.alive:
                 await self._crashed(model)
+        if time.monotonic() >= self._store_checked + STORE_CHECK:
+            self._store_checked = time.monotonic()
+            for model, reason in await asyncio.to_thread(self._gone_from_store, list(self._loaded.values())):
+                log.info("%s was %s in the store; it stops serving once its requests end", model.id, reason)
+                await self._retire(model, reason)
+        for model in [m for m in self._retiring if not m.in_flight]:
+            await self._close(model)
         now = time.monotonic()
         for model in list(self._loaded.values()):
             expires = model.expires_at()  # checked right before detaching: no await in between
             if expires is not None and expires <= now:
-                await self._unload(model, "idle")
+                await self._retire(model, "idle")
+
+    def _gone_from_store(self, models: list[LoadedModel]) -> list[tuple[LoadedModel, str]]:
+        """The models whose files the store no longer names (removed, or replaced by a new pull)."""
+        gone = []
+        for model in models:
+            try:
+                manifest = self.store.get(model.manifest.name)
+            except StoreError:
+                continue  # a manifest being rewritten by a pull: look again next time
+            if manifest is None or model.quant not in manifest.quants:
+                gone.append((model, "removed"))
+            elif not model.serves(manifest):
+                gone.append((model, "replaced"))
+        return gone
 
     def drain(self, grace: float) -> None:
         """Shutdown has begun (safe from a signal handler): refuse new leases now, and stop the workers after
@@ -431,6 +576,9 @@ class ModelManager:
         for task in list(self._loading.values()):
             task.cancel()
         await asyncio.gather(*self._loading.values(), return_exceptions=True)
-        for model in self._loaded.values():
+        for model in list(self._loaded.values()):
+            self._detach(model, "shutdown")
+            self._retiring.add(model)
+        for model in self._retiring:
             model.shutting_down = True
-        await asyncio.gather(*(self._unload(m, "shutdown") for m in list(self._loaded.values())))
+        await asyncio.gather(*(self._close(m) for m in list(self._retiring)))

@@ -108,6 +108,9 @@ class ModelCollector(Collector):
             queued.add_metric([model.id], model.queued)
         yield in_flight
         yield queued
+        yield GaugeMetricFamily(
+            "nexa_load_queue_depth", "Requests waiting for their model to find room and load.", value=manager.waiting()
+        )
         yield GaugeMetricFamily("nexa_memory_estimated_bytes", "Estimated memory of loaded models.", value=manager.memory_used())
         yield GaugeMetricFamily("nexa_memory_budget_bytes", "The --memory-budget.", value=manager.memory_budget)
         for name, help_, counts in (

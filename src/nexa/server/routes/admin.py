@@ -7,6 +7,7 @@ import time
 
 from fastapi import APIRouter
 
+from nexa.errors import ModelNotFound
 from nexa.runtime.manager import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
@@ -61,9 +62,17 @@ async def load(request: LoadRequest, manager: Manager, client: WorkerClient) -> 
 
 @router.post("/v1/unload", response_model=UnloadResult, responses={s: {"model": ErrorResponse} for s in (400, 404)})
 async def unload(request: UnloadRequest, manager: Manager) -> UnloadResult:
-    """Unload a model now; one serving requests unloads as soon as they end."""
-    manifest, quant = manager.resolve(request.model)
-    model_id = f"{manifest.name}:{quant}"
+    """Unload a model now; one serving requests unloads as soon as they end. A model removed from the
+    store while loaded is found by its loaded name."""
+    try:
+        manifest, quant = manager.resolve(request.model)
+    except ModelNotFound:
+        found = manager.find_loaded(request.model)
+        if not found:
+            raise
+        model_id = found[0].id
+    else:
+        model_id = f"{manifest.name}:{quant}"
     if model_id not in {m.id for m in manager.loaded()}:
         return UnloadResult(id=model_id, status="not_loaded")
     return UnloadResult(id=model_id, status="unloaded" if await manager.unload(model_id) else "unloading")
