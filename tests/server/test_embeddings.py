@@ -163,3 +163,18 @@ def test_minilm_similarities_match_sentence_transformers(client):
     assert similarity[1, 2] == pytest.approx(0.1411, abs=1e-3)
     floats = vectors(client, MINILM_NAME, texts, encoding_format="float")
     assert np.allclose(matrix, floats, atol=1e-6)
+
+
+def test_the_count_of_inputs_is_capped_at_once(http):
+    """Was 140 s and 1 GB of router memory for 50k inputs."""
+    answer = http.post("/v1/embeddings", json={"model": EMBED, "input": ["x"] * 50_000})
+    assert answer.status_code == 400 and answer.json()["error"]["code"] == "too_many_inputs"
+    assert "2048" in answer.json()["error"]["message"] and answer.elapsed.total_seconds() < 2
+
+
+def test_the_total_tokens_of_a_request_are_capped(http):
+    within = {"model": EMBED, "input": [[5] * 100] * 2048}  # 204,800 tokens
+    assert len(http.post("/v1/embeddings", json=within).json()["data"]) == 2048
+    over = http.post("/v1/embeddings", json={"model": EMBED, "input": [[5] * 150] * 2001})  # 300,150 tokens
+    assert over.status_code == 400 and over.json()["error"]["code"] == "too_many_tokens"
+    assert "300150 tokens" in over.json()["error"]["message"]

@@ -125,3 +125,10 @@ def test_chat_and_embeddings_from_a_reranker_say_which_type_is_needed(http):
     assert chat.status_code == 400 and "use /v1/rerank or /v1/reranking" in chat.json()["error"]["message"]
     embed = http.post("/v1/embeddings", json={"model": RERANK, "input": "cat"})
     assert embed.status_code == 400 and "is a reranker" in embed.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("route", ["/v1/rerank", "/v1/reranking"])
+def test_the_count_of_documents_is_capped(http, route):
+    answer = http.post(route, json={"model": RERANK, "query": QUERY, "documents": ["doc"] * 1001})
+    assert answer.status_code == 400 and answer.json()["error"]["param"] == "documents"
+    assert "limit of 1000" in answer.json()["error"]["message"]

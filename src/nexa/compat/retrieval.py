@@ -13,6 +13,11 @@ from nexa.errors import InvalidRequest
 
 # Inputs per request to the worker: large requests are split and their batches sent together.
 BATCH = 64
+# Per request, as OpenAI (2,048 inputs, 300,000 tokens) and Cohere (1,000 documents) cap theirs: what one
+# request costs the router (its body, the vectors it holds and sends back) stays bounded.
+MAX_INPUTS = 2048
+MAX_DOCUMENTS = 1000
+MAX_TOTAL_TOKENS = 300_000
 # Most tokens a tokenizer adds around a text (CLS/SEP, BOS/EOS, a leading-space piece). Every
 # token covers at least one UTF-8 byte, so a text of n bytes has at most n + MARGIN tokens.
 MARGIN = 8
@@ -32,11 +37,31 @@ def embedding_inputs(value: str | list[str] | list[int] | list[list[int]]) -> li
         inputs = list(value)  # type: ignore[arg-type]
     if not inputs:
         raise InvalidRequest("'input' is an empty list; send at least one text", param="input", code="empty_input")
+    check_count("input", len(inputs), MAX_INPUTS)
     for index, item in enumerate(inputs):
         if not item:
             raise InvalidRequest(f"input[{index}] is empty; every input needs some text or tokens",
                                  param="input", code="empty_input")
     return inputs
+
+
+def check_count(field: str, count: int, limit: int) -> None:
+    if count > limit:
+        raise InvalidRequest(f"'{field}' has {count} items, over the limit of {limit} per request; "
+                             "send them in several requests", param=field, code="too_many_inputs")
+
+
+def check_total_tokens(counts: Sequence[int]) -> None:
+    """Refuse a request whose inputs together have more than MAX_TOTAL_TOKENS tokens."""
+    total = sum(counts)
+    if total > MAX_TOTAL_TOKENS:
+        raise InvalidRequest(f"the inputs have {total} tokens together, over the limit of {MAX_TOTAL_TOKENS} per "
+                             "request; send them in several requests", param="input", code="too_many_tokens")
+
+
+def token_bound(item: EngineInput) -> int:
+    """Most tokens an input can have: exact for token arrays, bytes + MARGIN for texts."""
+    return len(item) if isinstance(item, list) else len(item.encode()) + MARGIN
 
 
 def may_exceed(limit: int, *texts: str) -> bool:

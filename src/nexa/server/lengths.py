@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import httpx
 
-from nexa.compat.retrieval import EngineInput, check_token_ids, fit, may_exceed, truncated
+from nexa.compat.retrieval import (
+    MAX_TOTAL_TOKENS,
+    EngineInput,
+    check_token_ids,
+    check_total_tokens,
+    fit,
+    may_exceed,
+    token_bound,
+    truncated,
+)
 from nexa.errors import InvalidRequest, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.runtime.worker import Worker
@@ -54,23 +63,31 @@ async def tokenize(client: httpx.AsyncClient, lease: Lease, text: str, special: 
 async def fit_inputs(
     client: httpx.AsyncClient, lease: Lease, inputs: list[EngineInput], truncate: bool
 ) -> list[EngineInput]:
-    """Inputs ready for the engine: too-long ones refused by index, or cut when `truncate` is set."""
+    """Inputs ready for the engine: too-long ones refused by index, or cut when `truncate` is set, and
+    together within MAX_TOTAL_TOKENS. Texts are only tokenized when their byte count says they might not fit."""
     limits = await input_limits(client, lease)
+    count_all = sum(min(token_bound(item), limits.tokens) for item in inputs) > MAX_TOTAL_TOKENS
+    counts = [0] * len(inputs)
 
     async def one(index: int, item: EngineInput) -> EngineInput:
         if isinstance(item, list):
             check_token_ids(index, item, limits.vocab)
             fit(index, len(item), limits.tokens, truncate)
+            counts[index] = min(len(item), limits.tokens)
             return item[: limits.tokens]
-        if not may_exceed(limits.tokens, item):
+        if not count_all and not may_exceed(limits.tokens, item):
             return item
         full = await tokenize(client, lease, item)
         fit(index, len(full), limits.tokens, truncate)
+        counts[index] = min(len(full), limits.tokens)
         if len(full) <= limits.tokens:
             return item
         return truncated(full, await tokenize(client, lease, item, special=False), limits.tokens)
 
-    return await gather_limited(one(i, item) for i, item in enumerate(inputs))
+    fitted = await gather_limited(one(i, item) for i, item in enumerate(inputs))
+    if count_all:
+        check_total_tokens(counts)
+    return fitted
 
 
 async def check_documents(client: httpx.AsyncClient, lease: Lease, query: str, documents: list[str]) -> None:

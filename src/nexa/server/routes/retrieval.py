@@ -6,6 +6,7 @@ stay busy; the answers are merged back into input order here.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -15,7 +16,9 @@ from fastapi.responses import Response
 from pydantic import BaseModel
 
 from nexa.compat.retrieval import (
+    MAX_DOCUMENTS,
     EngineInput,
+    check_count,
     batches,
     embedding_inputs,
     normalize_method,
@@ -56,8 +59,9 @@ async def _post_batches(client: httpx.AsyncClient, lease: Lease, path: str, bodi
     return [reply.content for reply in replies]
 
 
-def _json(body: BaseModel) -> Response:
-    return Response(body.model_dump_json(exclude_none=True), media_type="application/json")
+async def _json(body: BaseModel) -> Response:
+    """Serialised in a thread: 2,048 vectors are megabytes of JSON."""
+    return Response(await asyncio.to_thread(body.model_dump_json, exclude_none=True), media_type="application/json")
 
 
 def _usage(tokens: int) -> RetrievalUsage:
@@ -73,7 +77,7 @@ async def embeddings(request: EmbeddingRequest, manager: Manager, client: Worker
     data, tokens = await embed(manager, client, request.model, embedding_inputs(request.input), route="/v1/embeddings",
                                truncate=request.truncate, keep_alive=request.keep_alive,
                                encoding_format=request.encoding_format)
-    return _json(EmbeddingList(model=request.model, data=data, usage=_usage(tokens)))
+    return await _json(EmbeddingList(model=request.model, data=data, usage=_usage(tokens)))
 
 
 async def embed(
@@ -90,8 +94,13 @@ async def embed(
         replies = await _post_batches(client, lease, "/v1/embeddings", [
             {"input": items, "encoding_format": encoding_format} for _, items in chunks
         ])
+    return await asyncio.to_thread(_merged, [offset for offset, _ in chunks], replies)
+
+
+def _merged(offsets: list[int], replies: list[bytes]) -> tuple[list[Embedding], int]:
+    """The batches' vectors in input order and their tokens; parsing megabytes of them is off the event loop."""
     data, tokens = [], 0
-    for (offset, _), raw in zip(chunks, replies):
+    for offset, raw in zip(offsets, replies):
         part = EmbeddingList.model_validate_json(raw)
         for item in part.data:
             item.index += offset
@@ -106,6 +115,7 @@ async def _scores(
     client: WorkerClient,
 ) -> tuple[list[float], int]:
     """The model's raw score for each document, in input order, and the prompt tokens spent."""
+    check_count("documents", len(documents), MAX_DOCUMENTS)
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, route)
     async with await manager.acquire(manifest, quant, request.keep_alive) as lease:
@@ -130,7 +140,7 @@ async def reranking(request: RerankingRequest, manager: Manager, client: WorkerC
     scores, tokens = await _scores(request, "/v1/reranking", request.documents, manager, client)
     method = normalize_method(request.normalize, request.normalize_method)
     result = scores_in_order(normalized(scores, method), request.top_n)
-    return _json(Reranking(model=request.model, result=result, usage=_usage(tokens)))
+    return await _json(Reranking(model=request.model, result=result, usage=_usage(tokens)))
 
 
 @router.post("/v1/rerank", response_model=Rerank, responses=_ERRORS)
@@ -143,4 +153,4 @@ async def rerank(request: RerankRequest, manager: Manager, client: WorkerClient)
                      document=RerankDocument(text=texts[i]) if request.return_documents else None)
         for i in ranking(scores, request.top_n)
     ]
-    return _json(Rerank(model=request.model, results=results, usage=_usage(tokens)))
+    return await _json(Rerank(model=request.model, results=results, usage=_usage(tokens)))
