@@ -227,8 +227,13 @@ def test_sigterm_cuts_a_running_stream_with_an_error_event_and_leaves_no_worker(
             lines = response.iter_lines()
             next(line for line in lines if '"content":"T' in line)
             server.process.send_signal(signal.SIGTERM)
+            refused = [httpx.get(server.base_url + path, timeout=10) for path in ("/health", "/api/tags")]
             last = [line for line in lines if line][-1]  # the grace (8 s) is shorter than the generation
     assert json.loads(last.removeprefix("data: "))["error"]["code"] == "server_shutting_down"
+    # During the drain a new connection is answered (not refused): 503, Retry-After, in its dialect's shape.
+    assert [r.status_code for r in refused] == [503, 503] and all(r.headers["retry-after"] for r in refused)
+    assert refused[0].json()["error"]["code"] == "server_shutting_down"
+    assert "shutting down" in refused[1].json()["error"]  # Ollama's error is a string
     assert server.stop() in (0, -signal.SIGTERM)
     assert worker_pids(datadir) == []
 

@@ -11,42 +11,76 @@ from types import TracebackType
 from typing import Any
 
 import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexa.config import Settings
-from nexa.errors import NexaError
+from nexa.errors import NexaError, Overloaded
 from nexa.runtime import ModelManager
 from nexa.server.app import create_app
+from nexa.server.errors import nexa_error_response
 from nexa.server.security import header_deadline_protocol
 from nexa.store import Store
 
 GRACE = 8.0  # seconds requests in flight get to finish after SIGTERM or Ctrl-C
 
 
-class _DrainingServer(uvicorn.Server):
-    """uvicorn stops accepting connections on a signal; this also refuses new requests on open ones (503)
-    and, after the grace, stops the workers, so streams still running end with an error event rather than
-    being cut silently when uvicorn gives up on them."""
+class _RefuseWhileDraining:
+    """ASGI wrapper: once the drain has begun every new request gets the 503 the README promises, in its
+    dialect's shape and with Retry-After, while the requests already running go on."""
 
-    def __init__(self, config: uvicorn.Config, manager: ModelManager):
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.refusing = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.refusing and scope["type"] == "http":
+            refusal = Overloaded("the server is shutting down; retry once it is back", retry_after=5,
+                                 code="server_shutting_down")
+            await nexa_error_response(refusal, scope["path"])(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+class _DrainingServer(uvicorn.Server):
+    """On the first signal the manager drains: requests in flight get `GRACE` seconds, then the workers stop,
+    so streams still running end with an error event rather than being cut silently. Meanwhile the port stays
+    open and new requests get a 503 (uvicorn alone would close it at once: connection refused). The drain
+    ends early when nothing is running; a second signal ends it at once."""
+
+    def __init__(self, config: uvicorn.Config, manager: ModelManager, gate: _RefuseWhileDraining):
         super().__init__(config)
         self._manager = manager
+        self._gate = gate
+        self._drain_ends: float | None = None
 
     def handle_exit(self, sig: int, frame: Any) -> None:
-        if not self.should_exit:
+        if self._drain_ends is None:
+            self._drain_ends = time.monotonic() + GRACE
+            self._gate.refusing = True
             self._manager.drain(GRACE)
+        else:
+            self._drain_ends = 0.0
         super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        return await super().on_tick(counter) and not self._draining()
+
+    def _draining(self) -> bool:
+        """Requests are still running and the grace has time left."""
+        return self._drain_ends is not None and time.monotonic() < self._drain_ends and bool(self.server_state.tasks)
 
 
 def run(manager: ModelManager, settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C; returns once every worker has stopped."""
     host, port = settings.bind()
+    gate = _RefuseWhileDraining(create_app(manager))
     config = uvicorn.Config(
-        create_app(manager), host=host, port=port, log_config=None, log_level=settings.log_level,
+        gate, host=host, port=port, log_config=None, log_level=settings.log_level,
         timeout_graceful_shutdown=GRACE + 2, access_log=settings.log_level == "debug",
         http=header_deadline_protocol(settings.body_timeout),
     )
     try:
-        _DrainingServer(config, manager).run()
+        _DrainingServer(config, manager, gate).run()
     except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C once it has shut down cleanly (as uvicorn.run does)
         pass
 
