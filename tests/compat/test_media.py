@@ -14,13 +14,13 @@ from nexa.compat.media import (
     MediaPolicy,
     MediaProblem,
     audio_format,
-    engine_image,
     load_source,
     local_path,
     parse_data_uri,
     read_local_file,
     resolve_media,
 )
+from nexa.compat.images import ImageProblem, checked_image, engine_image
 from nexa.compat.media_policy import AccessPolicy
 from nexa.errors import Forbidden, InvalidRequest
 from nexa.wire.openai import ChatMessage
@@ -76,8 +76,25 @@ def test_cmyk_images_are_converted_before_png():
 
 @pytest.mark.parametrize("data", [b"not an image", image_bytes("PNG")[:60]])
 def test_undecodable_or_truncated_images_are_refused(data):
-    with pytest.raises(MediaProblem, match="cannot be decoded"):
+    with pytest.raises(ImageProblem, match="cannot be decoded"):
         engine_image(data)
+
+
+def _rss_mib() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * 4096 >> 20
+
+
+def test_a_large_image_is_decoded_in_a_child_and_the_router_keeps_no_memory_for_it():
+    out = io.BytesIO()
+    Image.new("RGB", (7000, 7000), (10, 200, 30)).save(out, "PNG")  # 49 megapixels: 196 MB decoded
+    data = out.getvalue()
+    before = _rss_mib()
+    assert asyncio.run(checked_image(data)) == (data, "image/png")
+    assert _rss_mib() - before < 50  # was +144 MiB for good, decoded in a thread here
+    webp = io.BytesIO()
+    Image.new("RGB", (2100, 2000)).save(webp, "WEBP")
+    with pytest.raises(ImageProblem, match="cannot be decoded"):  # problems cross the process boundary
+        asyncio.run(checked_image(webp.getvalue()[:200]))
 
 
 def test_audio_format_is_read_from_the_bytes():

@@ -18,15 +18,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import io
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import httpx
-from PIL import Image
 
+from nexa.compat.images import ImageProblem, checked_image
 from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
@@ -35,10 +34,7 @@ from nexa.store import Manifest
 from nexa.store.gguf_meta import read_info
 
 MIB = 1 << 20
-MAX_PIXELS = 50_000_000  # more than any camera's photo; the engine downscales to a few hundred pixels anyway
 ContentPart = TextPart | ImagePart | AudioPart
-# What llama.cpp's image loader (stb_image) decodes; anything else Pillow reads is sent as PNG.
-_ENGINE_IMAGES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
 
 
 @dataclass(frozen=True)
@@ -198,28 +194,6 @@ async def load_source(ref: str, policy: MediaPolicy) -> bytes:
 # ---------------------------------------------------------------- checking content
 
 
-def engine_image(data: bytes) -> tuple[bytes, str]:
-    """(bytes, mime) the engine can decode: checked by decoding it, converted to PNG if needed (WebP...)."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            # A few KiB of PNG can declare gigapixels: refuse by the header, before decoding allocates them.
-            if image.width * image.height > MAX_PIXELS:
-                raise MediaProblem(
-                    f"the image is {image.width}x{image.height} pixels, over {MAX_PIXELS // 1_000_000} megapixels; "
-                    "send a smaller image"
-                )
-            image.load()  # a full decode: truncated or corrupt files fail here, not in the engine
-            if image.format in _ENGINE_IMAGES:
-                return data, _ENGINE_IMAGES[image.format]
-            if image.mode not in ("RGB", "RGBA", "L", "LA"):
-                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
-            out = io.BytesIO()
-            image.save(out, "PNG")
-            return out.getvalue(), "image/png"
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise MediaProblem(f"the image cannot be decoded ({exc.__class__.__name__}); send JPEG, PNG, WebP or GIF") from None
-
-
 def audio_format(data: bytes) -> str:
     """wav, mp3 or flac, read from the bytes themselves (clients often mislabel the format)."""
     if data[:4] == b"RIFF" and data[8:12] == b"WAVE":
@@ -245,7 +219,10 @@ async def _image(part: ImagePart, support: MediaSupport, policy: MediaPolicy) ->
     if not support.image:
         raise _lacks(support, "images", "vision")
     ref = part.image_url.url if isinstance(part.image_url, ImageURL) else part.image_url
-    data, mime = await asyncio.to_thread(engine_image, await load_source(ref.strip(), policy))
+    try:
+        data, mime = await checked_image(await load_source(ref.strip(), policy))
+    except ImageProblem as exc:
+        raise MediaProblem(str(exc)) from None
     detail = part.image_url.detail if isinstance(part.image_url, ImageURL) else None
     url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
     return ImagePart(type="image_url", image_url=ImageURL(url=url, detail=detail))
