@@ -8,7 +8,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -29,7 +29,8 @@ from nexa.compat.ollama import (
     unqualified,
 )
 from nexa.compat.tools import capabilities
-from nexa.errors import HubError, InvalidRequest, NexaError
+from nexa.errors import HubError, NexaError
+from nexa.hub.auto import pull_named
 from nexa.server.deps import Manager
 from nexa.server.errors import error_response, nexa_error_response
 from nexa.store import Manifest, ModelRef, Store
@@ -45,6 +46,9 @@ from nexa.wire.ollama import (
     ShowResponse,
     Version,
 )
+
+if TYPE_CHECKING:
+    from nexa.hub.resolve import RepoFiles
 
 router = APIRouter(tags=["ollama"])
 log = logging.getLogger("nexa.server")
@@ -138,13 +142,20 @@ Emit = Callable[[dict[str, Any]], None]
 
 
 class _Relay:
-    """PullEvents that post progress lines to the event loop; byte counts at most every 0.2 s a file."""
+    """AutoPullEvents as Ollama's progress lines, posted to the event loop; byte counts at most every 0.2 s a file."""
 
     INTERVAL = 0.2
 
-    def __init__(self, emit: Emit, digests: dict[str, str | None]):
+    def __init__(self, emit: Emit):
         self._emit = emit
-        self._digests = digests
+        self._digests: dict[str, str | None] = {}
+
+    def status(self, text: str) -> None:
+        self._emit({"status": text})
+
+    def listed(self, files: RepoFiles) -> None:
+        remote = [f for group in files.quants.values() for f in group] + files.mmprojs
+        self._digests = {f.name: f.sha256 for f in remote}
 
     def waiting(self, repo: str) -> None:
         self._emit({"status": f"waiting for another pull of {repo}"})
@@ -164,28 +175,10 @@ class _Relay:
 
 
 def _pull(store: Store, name: str, emit: Emit) -> None:
-    """`nexa pull NAME --yes`: the type detected (or the pulled one kept), the named or default quant.
-    Resumable and verified as on the command line; runs in a thread. A name that already resolves
-    (a pulled model without a tag, or a pulled quant) is done at once."""
-    from nexa.hub import pull as hub_pull  # on use, as the CLI does: huggingface_hub is slow to import
-    from nexa.hub.resolve import list_repo
-
-    ref = ModelRef.parse(store_name(name))
-    existing = store.get(ref.repo)
-    if existing is not None and ref.quant in (None, *existing.quants):
-        return  # the name already resolves: nothing to fetch (and no need for the network)
-    emit({"status": "pulling manifest"})
-    files = list_repo(ref.repo)
-    quant = ref.quant or files.default_quant()
-    if quant not in files.quants:
-        have = ", ".join(sorted(files.quants))
-        raise InvalidRequest(f"{files.repo} has no quant {quant}; it has {have}", param="model")
-    model_type = existing.model_type if existing else hub_pull.guess_type(files)
-    remote = [f for group in files.quants.values() for f in group] + files.mmprojs
-    digests = {f.name: f.sha256 for f in remote}
-    hub_pull.pull(store, files, quant, model_type, _Relay(emit, digests))
-    emit({"status": "verifying sha256 digest"})
-    emit({"status": "writing manifest"})
+    """`nexa pull NAME --yes` (nexa.hub.auto) with Ollama's progress lines; runs in a thread."""
+    if pull_named(store, ModelRef.parse(store_name(name)), _Relay(emit)):
+        emit({"status": "verifying sha256 digest"})
+        emit({"status": "writing manifest"})
 
 
 def _pull_error(exc: NexaError) -> JSONResponse:
