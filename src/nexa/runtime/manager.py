@@ -191,6 +191,14 @@ class ModelManager:
         """Requests waiting for a model to load (and for room to load it)."""
         return sum(self._waiting.values())
 
+    def loading(self) -> list[str]:
+        """Ids of the models whose load is under way (the web UI shows them as loading)."""
+        return list(self._loading)
+
+    def failures(self) -> dict[str, tuple[str, int]]:
+        """Why each model in back-off last failed to load or crashed, and how many times in a row."""
+        return {model_id: (f.reason, f.count) for model_id, f in self._failures.items()}
+
     def find_loaded(self, name: str) -> list[LoadedModel]:
         """Loaded models called `name` (org/repo or org/repo:QUANT, any case), even if gone from the store."""
         ref = ModelRef.parse(name)
