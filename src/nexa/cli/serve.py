@@ -130,6 +130,8 @@ def _setup_logging(level: str) -> None:
         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=True)],
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per worker call is noise
+    # A stream's last chunks may still be in flight when its client leaves; asyncio warns for each.
+    logging.getLogger("asyncio").addFilter(lambda record: "socket.send() raised exception" not in record.getMessage())
 
 
 def register(app: typer.Typer) -> None:
