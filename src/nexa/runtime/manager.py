@@ -41,6 +41,9 @@ STABLE_AFTER = 60.0
 # A model just loaded stays at least this long, so the requests that waited for the load lease it
 # before keep-alive (even 0) can unload it; they resume within microseconds.
 LOAD_GRACE = 1.0
+# A busy model is drained for another only after serving this many times as long as its load took,
+# so under demand for more models than fit, at most a fifth of the time goes to loading.
+RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
@@ -68,6 +71,7 @@ class LoadedModel:
     in_flight: int = 0
     last_used: float = field(default_factory=time.monotonic)
     started: float = field(default_factory=time.monotonic)
+    load_seconds: float = 0.0
     loaded_at: float = field(default_factory=time.time)
     shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
     retired: str | None = None  # why it was taken out of service (idle, evicted, removed ...)
@@ -85,6 +89,12 @@ class LoadedModel:
     def queued(self) -> int:
         """Requests waiting in the engine's queue for a free slot."""
         return max(0, self.in_flight - self.parallel)
+
+    def drainable(self, now: float) -> bool:
+        """Whether it may be taken out of service for another model: its waiters have leased it, and
+        if busy, it has served long enough to be worth its load."""
+        residency = LOAD_GRACE if not self.in_flight else max(LOAD_GRACE, RESIDENCY * self.load_seconds)
+        return now >= self.started + residency
 
     def idle_seconds(self, now: float) -> float:
         return 0.0 if self.in_flight else max(0.0, now - self.last_used)
@@ -336,10 +346,11 @@ class ModelManager:
             raise
         finally:
             self._reserved.pop(model_id, None)
-        log.info("loaded %s in %.2f s (pid %s)", model_id, time.monotonic() - started, worker.pid)
+        took = time.monotonic() - started
+        log.info("loaded %s in %.2f s (pid %s)", model_id, took, worker.pid)
         model = LoadedModel(
             id=model_id, manifest=manifest, quant=quant, worker=worker, spec=spec, estimate=need,
-            keep_alive=self.settings.keepalive,
+            keep_alive=self.settings.keepalive, load_seconds=took,
         )
         self.stats.loads[model_id] += 1
         failures = self._failures.get(model_id)
@@ -371,7 +382,7 @@ class ModelManager:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise self._no_room(model_id, need)
-                try:  # re-checked at least each LOAD_GRACE: a model just loaded may become a candidate
+                try:  # re-checked at least each LOAD_GRACE: a model may have become drainable
                     await asyncio.wait_for(self._room.wait(), min(left, LOAD_GRACE))
                 except asyncio.TimeoutError:
                     pass
@@ -389,7 +400,7 @@ class ModelManager:
         self._room.clear()
         now = time.monotonic()
         candidates = sorted(
-            (m for m in self._loaded.values() if m.started + LOAD_GRACE <= now),  # its waiters lease it first
+            (m for m in self._loaded.values() if m.drainable(now)),
             key=lambda m: (m.in_flight > 0, m.last_used),
         )
         used, places = self.memory_used(), self._places_used()
