@@ -106,6 +106,7 @@ class Settings(BaseSettings):
         256, ge=0, description="Responses kept in memory for GET /v1/responses/{id} and previous_response_id; 0 keeps none."
     )
     log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Server log level.")
+    ui: bool = Field(True, description="Serve the chat web UI (llama.cpp's llama-ui) at /.")
     # Security (see README "Security"). List fields read comma-separated environment variables.
     api_keys: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, validation_alias="NEXA_API_KEY",

@@ -46,6 +46,7 @@ def serve(
         Optional[float], typer.Option(help=_help("load_timeout"), show_default=_default("load_timeout"))
     ] = None,
     log_level: Annotated[Optional[str], typer.Option(help=_help("log_level"), show_default=_default("log_level"))] = None,
+    ui: Annotated[Optional[bool], typer.Option("--ui/--no-ui", help=_help("ui"), show_default=_default("ui"))] = None,
     data_dir: Annotated[
         Optional[Path], typer.Option("--data-dir", help=_help("datadir"), show_default=_default("datadir"))
     ] = None,
@@ -95,7 +96,7 @@ def serve(
     """
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
-        reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, datadir=data_dir,
+        reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
         max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
@@ -110,6 +111,8 @@ def serve(
         f"[bold]nexa[/] serving {len(names)} model{'s' if len(names) != 1 else ''} from {store.root} "
         f"on [cyan]http://{bind_host}:{bind_port}[/] (API docs at /docs)"
     )
+    if settings.ui:
+        console.print(f"Chat in the browser: [cyan]http://{_url_host(bind_host)}:{bind_port}/[/]")
     if not settings.loopback() and not settings.api_keys:
         console.print(
             f"[bold yellow]Warning:[/] {bind_host} is reachable from other machines and no API key is set: "
@@ -122,6 +125,13 @@ def serve(
     from nexa.server import serving
 
     serving.run(ModelManager(store, settings), settings)
+
+
+def _url_host(host: str) -> str:
+    """The address to put in a URL: a wildcard bind is reached at localhost, an IPv6 one in brackets."""
+    if host in ("0.0.0.0", "::", ""):
+        return "localhost"
+    return f"[{host}]" if ":" in host else host
 
 
 def _setup_logging(level: str) -> None:

@@ -14,7 +14,9 @@ from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.response_store import ResponseStore
+from nexa.server import ui
 from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval, ollama, ollama_models
+from nexa.server.routes import llama_router
 from nexa.wire.openai import ChatCompletionChunk
 
 
@@ -44,10 +46,13 @@ def create_app(manager: ModelManager) -> FastAPI:
     app.state.responses = ResponseStore(manager.settings.responses_store)
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
-    security.install(app, manager.settings)
+    security.install(app, manager.settings, public=ui.public_paths() if manager.settings.ui else frozenset())
     metrics.install(app, manager)
     for module in (health, models, generate, retrieval, admin, anthropic, responses, ollama, ollama_models):
         app.include_router(module.router)
+    llama_router.install(app, manager)
+    if manager.settings.ui:
+        ui.install(app)
     _document_stream_chunk(app)
     return app
 

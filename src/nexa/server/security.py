@@ -24,11 +24,13 @@ LOCAL_ORIGINS = r"https?://(localhost|127\.0\.0\.1|\[::1\])(:\d+)?"
 OPEN_PATHS = frozenset({"/health"})
 
 
-def install(app: FastAPI, settings: Settings) -> None:
-    """Add the guards around `app`; call after every other middleware, as the last added runs first."""
+def install(app: FastAPI, settings: Settings, public: frozenset[str] = frozenset()) -> None:
+    """Add the guards around `app`; call after every other middleware, as the last added runs first.
+    `public` paths (the web UI's files) need no API key, as /health does not."""
     app.add_middleware(BodyLimit, max_body=settings.max_body, timeout=settings.body_timeout)
     if settings.api_keys:
-        app.add_middleware(APIKeyCheck, keys=[key.get_secret_value() for key in settings.api_keys])
+        app.add_middleware(APIKeyCheck, keys=[key.get_secret_value() for key in settings.api_keys],
+                           public=OPEN_PATHS | public)
     app.add_middleware(CORSMiddleware, **cors_options(settings.origins))
     if settings.loopback():
         app.add_middleware(LoopbackHostCheck, bound=settings.bind()[0])
@@ -79,15 +81,16 @@ class LoopbackHostCheck:
 
 
 class APIKeyCheck:
-    """Every route but /health needs `Authorization: Bearer KEY` or (as Anthropic clients send it)
-    `x-api-key: KEY`; CORS preflights never carry either."""
+    """Every route but the `public` ones (/health) needs `Authorization: Bearer KEY` or (as Anthropic
+    clients send it) `x-api-key: KEY`; CORS preflights never carry either."""
 
-    def __init__(self, app: ASGIApp, keys: list[str]):
+    def __init__(self, app: ASGIApp, keys: list[str], public: frozenset[str] = OPEN_PATHS):
         self.app = app
         self._keys = [key.encode() for key in keys]
+        self._public = public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in OPEN_PATHS and scope["method"] != "OPTIONS":
+        if scope["type"] == "http" and scope["path"] not in self._public and scope["method"] != "OPTIONS":
             problem = self._problem(_header(scope, b"authorization"), _header(scope, b"x-api-key"))
             if problem:
                 response = error_response(401, problem, "authentication_error", code="invalid_api_key", path=scope["path"])

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from nexa.wire.llama import ModelArchitecture, ModelStatus
+
 # Per-request limits: far above real use, low enough that no request can tie up the server.
 MAX_MESSAGES = 4096
 MAX_PARTS = 256  # content parts in one message
@@ -364,6 +366,8 @@ class ModelCard(BaseModel):
         description="What it serves: completion, chat, tools (its template renders function tools), vision, "
         "audio; or embeddings, reranking."
     )
+    status: ModelStatus = Field(description="llama-server's router form of its state, which the web UI reads.")
+    architecture: ModelArchitecture = Field(description="Its input modalities, as the web UI reads them.")
 
 
 class ModelList(BaseModel):

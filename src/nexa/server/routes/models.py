@@ -8,37 +8,42 @@ from fastapi import APIRouter
 
 from nexa.compat.tools import capabilities
 from nexa.server.deps import Manager
+from nexa.server.model_feed import UNLOADED, State, architecture, states
 from nexa.store import Manifest, Store
 from nexa.wire.openai import ErrorResponse, ModelCard, ModelList
 
 router = APIRouter(tags=["models"])
 
 
-def _cards(store: Store, manifest: Manifest, loaded: set[str]) -> list[ModelCard]:
+def _cards(store: Store, manifest: Manifest, now: dict[str, State]) -> list[ModelCard]:
     """One card per quant. Capabilities read GGUF headers (cached per file): run it in a thread."""
     projector = manifest.mmproj.size if manifest.mmproj else 0
     folder = store.model_dir(manifest.name)
-    return [
-        ModelCard(
+    cards = []
+    for quant, entry in sorted(manifest.quants.items()):
+        state = now.get(f"{manifest.name}:{quant}", UNLOADED)
+        caps = capabilities(manifest, folder, quant)
+        cards.append(ModelCard(
             id=f"{manifest.name}:{quant}",
             created=int(manifest.pulled_at.timestamp()),
             owned_by=manifest.org,
             type=manifest.model_type.value,
             quant=quant,
             size=entry.size + projector,
-            loaded=f"{manifest.name}:{quant}" in loaded,
-            capabilities=capabilities(manifest, folder, quant),
-        )
-        for quant, entry in sorted(manifest.quants.items())
-    ]
+            loaded=state.value == "loaded",
+            capabilities=caps,
+            status=state.status(),
+            architecture=architecture(caps),
+        ))
+    return cards
 
 
 @router.get("/v1/models", response_model=ModelList)
 async def list_models(manager: Manager) -> ModelList:
-    loaded = {m.id for m in manager.loaded()}
+    now = states(manager)
 
     def cards() -> list[ModelCard]:
-        return [card for m in manager.store.list() for card in _cards(manager.store, m, loaded)]
+        return [card for m in manager.store.list() for card in _cards(manager.store, m, now)]
 
     return ModelList(data=await asyncio.to_thread(cards))
 
@@ -46,6 +51,5 @@ async def list_models(manager: Manager) -> ModelList:
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
 async def get_model(model_id: str, manager: Manager) -> ModelCard:
     manifest, quant = manager.resolve(model_id.strip("/"))
-    loaded = {m.id for m in manager.loaded()}
-    cards = await asyncio.to_thread(_cards, manager.store, manifest, loaded)
+    cards = await asyncio.to_thread(_cards, manager.store, manifest, states(manager))
     return next(card for card in cards if card.quant == quant)
