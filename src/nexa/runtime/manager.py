@@ -201,6 +201,11 @@ class ModelManager:
         """Requests waiting for a model to load (and for room to load it)."""
         return sum(self._waiting.values())
 
+    @property
+    def closing(self) -> bool:
+        """Shutdown has begun: no new leases (long-lived streams such as the web UI's feed end now)."""
+        return self._closing
+
     def loading(self) -> list[str]:
         """Ids of the models whose load is under way (the web UI shows them as loading)."""
         return list(self._loading)
