@@ -18,7 +18,7 @@ _OWN_FIELDS = {
     "model", "user", "max_tokens", "max_completion_tokens", "enable_think", "reasoning_format", "messages", "keep_alive",
     "tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
 }
-_REASONING = {"parsed": "deepseek", "raw": "none"}
+_REASONING = {"parsed": "deepseek", "raw": "none", "auto": "auto", "deepseek": "deepseek", "none": "none"}
 
 
 def _sampling_body(request: SamplingRequest, manifest: Manifest, max_tokens: int | None, ctx: int) -> dict[str, Any]:

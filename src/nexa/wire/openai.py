@@ -187,8 +187,9 @@ class ChatCompletionRequest(SamplingRequest):
     )
     response_format: ResponseFormat | None = None
     enable_think: bool | None = Field(None, description="Nexa: let reasoning models think (default true).")
-    reasoning_format: Literal["parsed", "raw"] | None = Field(
-        None, description="Nexa: 'parsed' puts <think> text in reasoning_content, 'raw' leaves it in content."
+    reasoning_format: Literal["parsed", "raw", "auto", "deepseek", "none"] | None = Field(
+        None, description="Nexa: 'parsed' puts <think> text in reasoning_content, 'raw' leaves it in content; "
+        "llama.cpp's names (as its web UI sends them): 'auto' and 'deepseek' parse, 'none' leaves it."
     )
 
     @field_validator("messages")
