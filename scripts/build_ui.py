@@ -34,7 +34,7 @@ UI_DIR = "llama.cpp/tools/ui"
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "src" / "nexa" / "server" / "ui" / "static"
 # iOS start-up images: dozens of PNGs no other browser asks for; their <link>s and precache entries go too.
-SPLASH = re.compile(r"apple-splash-[\w-]+\.png")
+LEFT_OUT = re.compile(r"apple-splash-[\w-]+\.png")
 SPLASH_LINK = re.compile(r'[ \t]*<link rel="apple-touch-startup-image"[^>]*>\n?')
 SPLASH_PRECACHE = re.compile(r'\{url:"apple-splash-[\w-]+\.png",revision:"[0-9a-f]*"\},?')
 
@@ -94,18 +94,18 @@ def npm_build(ui: Path) -> Path:
 
 
 def install(dist: Path, license_file: Path) -> None:
-    """Every built file but the splash images, gzip-compressed (mtime 0: a rebuild changes only what changed)."""
+    """Every built file but those LEFT_OUT, gzip-compressed (mtime 0: a rebuild changes only what changed)."""
     if OUT.exists():
         shutil.rmtree(OUT)
     OUT.mkdir(parents=True)
     for path in sorted(p for p in dist.rglob("*") if p.is_file()):
         rel = path.relative_to(dist)
-        if SPLASH.fullmatch(rel.name):
+        if LEFT_OUT.fullmatch(rel.name):
             continue
         data = path.read_bytes()
         if rel.name == "index.html":
             data = SPLASH_LINK.sub("", data.decode()).encode()
-        elif rel.name == "sw.js":
+        elif rel.name == "sw.js":  # the service worker would fail to install, precaching files not shipped
             data = SPLASH_PRECACHE.sub("", data.decode()).encode()
         target = OUT / rel.parent / (rel.name + ".gz")
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -84,12 +84,19 @@ class ModelFeed:
             try:
                 queue.put_nowait(data)
             except asyncio.QueueFull:
-                self._listeners.discard(queue)
-                queue.get_nowait()
-                queue.put_nowait(None)  # room made for the end mark
+                self._end(queue)
+
+    def _end(self, queue: asyncio.Queue[bytes | None]) -> None:
+        """End one listener's stream: its end mark goes in, in place of its oldest record if it is full."""
+        self._listeners.discard(queue)
+        if queue.full():
+            queue.get_nowait()
+        queue.put_nowait(None)
 
     async def listen(self) -> AsyncIterator[bytes]:
         """The records for one listener: every model's state now, then changes as they happen."""
+        if self._manager.closing:
+            return
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(self._backlog)
         self._listeners.add(queue)
         if self._watcher is None or self._watcher.done():
@@ -113,6 +120,10 @@ class ModelFeed:
     async def _watch(self) -> None:
         while self._listeners:
             await asyncio.sleep(self._interval)
+            if self._manager.closing:  # shutdown waits for open responses: end every stream now
+                for queue in list(self._listeners):
+                    self._end(queue)
+                return
             now = states(self._manager)
             for model_id in self._seen.keys() | now.keys():
                 state = now.get(model_id, UNLOADED)

@@ -211,9 +211,12 @@ async def tools() -> list[dict[str, Any]]:
     return []
 
 
-@router.post("/tools", response_model=None, responses={403: {"model": ErrorResponse}})
-async def run_tool() -> None:
-    raise Forbidden("nexa runs no tools on the server; use tools in the browser or MCP servers", code="tools_disabled")
+@router.post("/tools", response_model=None)
+async def run_tool() -> dict[str, str]:
+    """No tool runs: the answer says so in a tool result's `error` field. Not a 403 as llama-server without
+    --tools answers: the UI asks at every start (for the server's home folder), and a 403 would be a
+    console error each time; it reads this answer as 'no home folder', as it does the 403."""
+    return {"error": "nexa runs no tools on the server; use the browser's tools or MCP servers"}
 
 
 @router.api_route("/cors-proxy", methods=["GET", "POST", "DELETE"], response_model=None,
