@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from nexa.runtime import ModelManager
 from nexa.wire.llama import ModelArchitecture, ModelStatus
-
-log = logging.getLogger("nexa.server")
 
 PING = b": ping\n\n"
 

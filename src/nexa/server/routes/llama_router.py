@@ -41,7 +41,8 @@ router = APIRouter(tags=["llama-server router"])
 log = logging.getLogger("nexa.server")
 
 UI_BUILD = "b11434"  # the llama.cpp build scripts/build_ui.py builds the UI from
-_QUANT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# What POST /models pulls: a Hub repo id, org/repo[:QUANT], as written (no URL, no path, no "..").
+_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:[A-Za-z0-9][\w.-]*)?$", re.ASCII)
 _ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404)}
 
 
@@ -158,10 +159,10 @@ async def model_events(request: Request) -> StreamingResponse:
 async def pull(body: DownloadRequest, request: Request) -> Success | JSONResponse:
     """Start pulling `org/repo[:QUANT]` from Hugging Face (HF_ENDPOINT) as `nexa pull --yes` does; answers
     at once, progress follows on /models/sse. One pull per repo at a time."""
-    ref = ModelRef.parse(body.model)
-    if "://" in body.model or (ref.quant is not None and not _QUANT.match(ref.quant)):
+    if not _HUB_NAME.fullmatch(body.model) or ".." in body.model:
         raise InvalidRequest(f"'{body.model}' is not a Hugging Face model name; use org/repo or org/repo:QUANT",
                              param="model")
+    ref = ModelRef.parse(body.model)
     jobs: PullJobs = request.app.state.pull_jobs
     if jobs.running(ref):
         return error_response(409, f"{ref.repo} is already being pulled; its progress is on /models/sse",
