@@ -46,6 +46,7 @@ class ModelOptions(BaseModel):
     parallel: int | None = Field(None, ge=1, le=256)
     ngl: int | None = None
     threads: int | None = Field(None, ge=1)
+    runtime: str | None = Field(None, min_length=1)
 
     @classmethod
     def parse(cls, option: str) -> tuple[str, ModelOptions]:
@@ -58,7 +59,9 @@ class ModelOptions(BaseModel):
             return name.strip(), cls.model_validate({k.strip(): v.strip() for k, v in values.items()})
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-            raise ValueError(f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads") from None
+            raise ValueError(
+                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime"
+            ) from None
 
 
 class Settings(BaseSettings):
@@ -77,6 +80,12 @@ class Settings(BaseSettings):
     )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads per model.")
     ngl: int = Field(-1, description="Layers offloaded to the GPU; -1 lets the engine decide.")
+    runtime: str = Field(
+        "auto", min_length=1,
+        description="What runs the models: 'auto' (the best runtime installed for this machine by "
+        "'nexa runtime build', else xllamacpp), 'xllamacpp' (the portable wheel), an installed runtime's "
+        "name, or the path of a llama-server binary.",
+    )
     reasoning_format: Literal["parsed", "raw"] = Field(
         "parsed", description="'parsed' returns <think> text in reasoning_content; 'raw' leaves it in content."
     )
@@ -100,7 +109,8 @@ class Settings(BaseSettings):
     )
     model_options: Annotated[dict[str, ModelOptions], NoDecode] = Field(
         default_factory=dict,
-        description="Per-model ctx/parallel/ngl/threads: NAME:ctx=8192,parallel=2 (';'-separated in the environment).",
+        description="Per-model ctx/parallel/ngl/threads/runtime: NAME:ctx=8192,parallel=2 (';'-separated in the "
+        "environment).",
     )
     responses_store: int = Field(
         256, ge=0, description="Responses kept in memory for GET /v1/responses/{id} and previous_response_id; 0 keeps none."
@@ -151,6 +161,10 @@ class Settings(BaseSettings):
         """The overrides for `name:quant`: an entry naming the quant wins over one naming only the model."""
         by_key = {key.lower(): options for key, options in self.model_options.items()}
         return by_key.get(f"{name}:{quant}".lower()) or by_key.get(name.lower()) or ModelOptions()
+
+    def runtime_for(self, name: str, quant: str) -> str:
+        """The runtime chosen for `name:quant`: its --model-option's, else the serve-wide one."""
+        return self.options_for(name, quant).runtime or self.runtime
 
     @field_validator("host")
     @classmethod

@@ -12,7 +12,8 @@
     ├── StoreError            the local store is missing or inconsistent
     │   └── BadModelFile      a file is not a readable GGUF: truncated, damaged or another format
     ├── HubError              Hugging Face refused or failed a pull (CLI only)
-    └── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
+    ├── ConfigError           a flag or NEXA_* variable has a bad value (CLI only)
+    └── BuildFailed           `nexa runtime build` could not build or install llama-server (CLI only)
 
 The HTTP mapping lives in one table, `nexa.server.errors`; the CLI renders the
 same messages. Every message says what to do next.
@@ -94,3 +95,7 @@ def clip(text: str, limit: int = 120) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}… ({len(text) - limit} more characters)"
+
+
+class BuildFailed(NexaError):
+    """A step of building a native runtime failed; the message names the step and the fix."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from nexa import __version__
-from nexa.cli import chat, models, ps, serve
+from nexa.cli import chat, models, ps, runtime, serve
 from nexa.cli.common import err_console
 from nexa.errors import NexaError
 
@@ -20,6 +20,7 @@ models.register(app)
 serve.register(app)
 chat.register(app)
 ps.register(app)
+runtime.register(app)
 
 
 @app.command()

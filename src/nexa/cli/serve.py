@@ -39,6 +39,7 @@ def serve(
     parallel: Annotated[Optional[int], typer.Option(help=_help("parallel"), show_default=_default("parallel"))] = None,
     threads: Annotated[Optional[int], typer.Option(help=_help("threads"), show_default=_default("threads"))] = None,
     ngl: Annotated[Optional[int], typer.Option(help=_help("ngl"), show_default=_default("ngl"))] = None,
+    runtime: Annotated[Optional[str], typer.Option(help=_help("runtime"), show_default=_default("runtime"))] = None,
     reasoning_format: Annotated[
         Optional[str], typer.Option(help=_help("reasoning_format"), show_default=_default("reasoning_format"))
     ] = None,
@@ -92,10 +93,11 @@ def serve(
       nexa serve --port 8080 --ctx 8192 --parallel 2
       nexa serve --preload HuggingFaceTB/SmolLM2-135M-Instruct --keepalive 600 --memory-budget 12GiB
       nexa serve --model-option org/big-model:ctx=16384,parallel=1 --model-option org/embedder:ngl=0
+      nexa serve --runtime xllamacpp --model-option org/big-model:runtime=auto
       nexa serve --host 0.0.0.0 --api-key "$(openssl rand -hex 24)" --media-root ~/pictures
     """
     flags: dict[str, Any] = dict(
-        host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl,
+        host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl, runtime=runtime,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
@@ -111,6 +113,7 @@ def serve(
         f"[bold]nexa[/] serving {len(names)} model{'s' if len(names) != 1 else ''} from {store.root} "
         f"on [cyan]http://{bind_host}:{bind_port}[/] (API docs at /docs)"
     )
+    _announce_runtimes(settings)
     if settings.ui:
         console.print(f"Chat in the browser: [cyan]http://{_url_host(bind_host)}:{bind_port}/[/]")
     if not settings.loopback() and not settings.api_keys:
@@ -125,6 +128,17 @@ def serve(
     from nexa.server import serving
 
     serving.run(ModelManager(store, settings), settings)
+
+
+def _announce_runtimes(settings: Settings) -> None:
+    """Say what runs the models, and stop now on a runtime that cannot run here (not at a model's first load)."""
+    from nexa.runtime.runtimes import check_runs, describe, resolve
+
+    chosen = {"": settings.runtime} | {name: o.runtime for name, o in settings.model_options.items() if o.runtime}
+    for name, choice in chosen.items():
+        runtime = resolve(choice, settings.datadir)
+        check_runs(runtime)
+        console.print(f"{name + ' runs' if name else 'Models run'} on {describe(runtime)}")
 
 
 def _url_host(host: str) -> str:

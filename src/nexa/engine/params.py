@@ -1,41 +1,121 @@
-"""Translate a WorkerSpec into xllamacpp's CommonParams."""
+"""How a WorkerSpec becomes engine settings, for each runtime: xllamacpp's CommonParams or llama-server's flags.
+
+`engine_settings` decides every value once; `build_params` and `llama_server_args` only spell those values
+for their runtime, so the two runtimes cannot drift apart (tests/engine/test_params.py checks they agree).
+"""
 
 from __future__ import annotations
 
-import xllamacpp as xlc
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
 
 from nexa.engine.spec import WorkerSpec
 from nexa.store.manifest import ModelType
 
-_REASONING = {
-    "parsed": xlc.common_reasoning_format.COMMON_REASONING_FORMAT_DEEPSEEK,
-    "raw": xlc.common_reasoning_format.COMMON_REASONING_FORMAT_NONE,
-}
+if TYPE_CHECKING:
+    import xllamacpp as xlc
+
+_REASONING: dict[str, Literal["deepseek", "none"]] = {"parsed": "deepseek", "raw": "none"}
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """The engine options nexa sets, with llama.cpp's meaning; both runtimes listen on 127.0.0.1, port 0."""
+
+    model: str
+    mmproj: str | None
+    alias: str
+    n_ctx: int  # total KV size, split evenly across the slots (no unified KV cache)
+    n_parallel: int
+    threads: int  # decode and prompt threads alike
+    ngl: int
+    reasoning_format: Literal["deepseek", "none"]
+    embedding: bool
+    rank_pooling: bool
+    n_batch: int | None  # None: the engine's default (2048 / 512)
+    warmup: bool = False  # an empty warm-up run only delays the load
+    jinja: bool = True
+    metrics: bool = True
+    kv_unified: bool = False
+
+
+def engine_settings(spec: WorkerSpec) -> EngineSettings:
+    retrieval = spec.model_type in (ModelType.embedder, ModelType.reranker)
+    return EngineSettings(
+        model=spec.model_path,
+        mmproj=spec.mmproj_path,
+        alias=spec.alias,
+        # n_ctx is the total KV size, split evenly across slots: each slot gets `ctx`.
+        n_ctx=spec.ctx * spec.parallel,
+        n_parallel=spec.parallel,
+        threads=spec.threads,
+        ngl=spec.ngl,
+        reasoning_format=_REASONING[spec.reasoning_format],
+        embedding=retrieval,
+        rank_pooling=spec.model_type is ModelType.reranker,
+        # An embedding input is processed in one batch, so a batch must hold a whole slot's context.
+        n_batch=spec.ctx if retrieval else None,
+    )
 
 
 def build_params(spec: WorkerSpec) -> xlc.CommonParams:
+    """CommonParams for the in-process engine (imported here: the router never loads xllamacpp)."""
+    import xllamacpp as xlc
+
+    s = engine_settings(spec)
     params = xlc.CommonParams()
-    params.model.path = spec.model_path
-    if spec.mmproj_path:
-        params.mmproj.path = spec.mmproj_path
-    params.model_alias = {spec.alias}
-    # n_ctx is the total KV size, split evenly across slots: each slot gets `ctx`.
-    params.n_ctx = spec.ctx * spec.parallel
-    params.n_parallel = spec.parallel
-    params.cpuparams.n_threads = spec.threads
-    params.cpuparams_batch.n_threads = spec.threads
-    params.n_gpu_layers = spec.ngl
-    params.use_jinja = True
-    params.reasoning_format = _REASONING[spec.reasoning_format]
-    params.warmup = False
+    params.model.path = s.model
+    if s.mmproj:
+        params.mmproj.path = s.mmproj
+    params.model_alias = {s.alias}
+    params.n_ctx = s.n_ctx
+    params.n_parallel = s.n_parallel
+    params.kv_unified = s.kv_unified
+    params.cpuparams.n_threads = s.threads
+    params.cpuparams_batch.n_threads = s.threads
+    params.n_gpu_layers = s.ngl
+    params.use_jinja = s.jinja
+    params.reasoning_format = getattr(
+        xlc.common_reasoning_format, f"COMMON_REASONING_FORMAT_{s.reasoning_format.upper()}"
+    )
+    params.warmup = s.warmup
     params.hostnames = ["127.0.0.1"]
     params.port = 0
     params.api_keys = [spec.api_key]
-    params.endpoint_metrics = True
-    if spec.model_type in (ModelType.embedder, ModelType.reranker):
-        params.embedding = True
-        # An embedding input is processed in one batch, so a batch must hold a whole slot's context.
-        params.n_batch = params.n_ubatch = spec.ctx
-    if spec.model_type is ModelType.reranker:
+    params.endpoint_metrics = s.metrics
+    params.embedding = s.embedding
+    if s.n_batch is not None:
+        params.n_batch = params.n_ubatch = s.n_batch
+    if s.rank_pooling:
         params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
     return params
+
+
+def llama_server_args(spec: WorkerSpec) -> list[str]:
+    """llama-server's command-line flags. The API key is not among them: argv is readable by every user,
+    so the runtime passes it in the environment (LLAMA_API_KEY)."""
+    s = engine_settings(spec)
+    args = [
+        "--model", s.model, "--alias", s.alias,
+        "--ctx-size", str(s.n_ctx), "--parallel", str(s.n_parallel),
+        "--kv-unified" if s.kv_unified else "--no-kv-unified",
+        "--threads", str(s.threads), "--threads-batch", str(s.threads),
+        "--n-gpu-layers", str(s.ngl),
+        "--jinja" if s.jinja else "--no-jinja",
+        "--reasoning-format", s.reasoning_format,
+        "--host", "127.0.0.1", "--port", "0",
+        "--no-ui",
+    ]
+    if s.mmproj:
+        args += ["--mmproj", s.mmproj]
+    if not s.warmup:
+        args.append("--no-warmup")
+    if s.metrics:
+        args.append("--metrics")
+    if s.embedding:
+        args.append("--embedding")
+    if s.n_batch is not None:
+        args += ["--batch-size", str(s.n_batch), "--ubatch-size", str(s.n_batch)]
+    if s.rank_pooling:
+        args += ["--pooling", "rank"]
+    return args

@@ -21,4 +21,8 @@ class WorkerSpec(BaseModel):
     threads: int = Field(ge=1)
     ngl: int = -1
     reasoning_format: Literal["parsed", "raw"] = "parsed"
+    runtime: str = Field(
+        "xllamacpp", description="What runs the model: 'xllamacpp' (the engine in a Python process) or the "
+        "absolute path of a llama-server binary; nexa.runtime.runtimes.resolve() turns a user's choice into this.",
+    )
     api_key: str = Field(repr=False, description="The worker's own key; kept out of repr so it never reaches a log.")

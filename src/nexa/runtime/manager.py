@@ -28,6 +28,7 @@ from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError
 from nexa.runtime import memory
+from nexa.runtime.runtimes import resolve as resolve_runtime
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
 
@@ -246,6 +247,7 @@ class ModelManager:
             threads=options.threads or self.settings.threads,
             ngl=self.settings.ngl if options.ngl is None else options.ngl,
             reasoning_format=self.settings.reasoning_format,
+            runtime=resolve_runtime(self.settings.runtime_for(manifest.name, quant), self.settings.datadir),
             api_key=Worker.new_api_key(),
         )
 

@@ -32,9 +32,17 @@ def estimate(spec: WorkerSpec, weight_bytes: int) -> int:
 
 
 def rss(pid: int | None) -> int | None:
-    """Resident memory of a process in bytes (Linux /proc), or None where unknown."""
+    """Resident memory of a worker in bytes (Linux /proc), or None where unknown. A worker standing for a
+    llama-server binary holds the model in its child, so the worker's children count too."""
     if pid is None:
         return None
+    own = _vm_rss(pid)
+    if own is None:
+        return None
+    return own + sum(_vm_rss(child) or 0 for child in _children(pid))
+
+
+def _vm_rss(pid: int) -> int | None:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
@@ -43,3 +51,10 @@ def rss(pid: int | None) -> int | None:
         return None
     return None
 
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(child) for task in Path(f"/proc/{pid}/task").iterdir()
+                for child in (task / "children").read_text().split()]
+    except (OSError, ValueError):
+        return []
