@@ -138,3 +138,12 @@ def test_streamed_completion_without_include_usage_has_none(client):
 def test_completion_engine_errors_keep_openais_shape(http):
     response = http.post("/v1/completions", json={"model": "test/qwen3-text", "prompt": "x " * 3000, "max_tokens": 2})
     assert response.status_code == 400 and "--ctx" in response.json()["error"]["message"]
+
+
+def test_max_tokens_minus_one_means_no_limit_as_in_llama_cpp(http):
+    """llama.cpp's web UI sends -1 for 'unlimited'; 0 and other negatives stay a 400."""
+    body = {"model": "test/qwen3-text", "messages": [{"role": "user", "content": "hi"}]}
+    assert http.post("/v1/chat/completions", json={**body, "max_tokens": -1}).status_code == 200
+    for bad in (0, -2):
+        refused = http.post("/v1/chat/completions", json={**body, "max_tokens": bad})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "max_tokens"

@@ -25,7 +25,7 @@ def _sampling_body(request: SamplingRequest, manifest: Manifest, max_tokens: int
     """The model's own sampling defaults under the request's fields. `ctx` is a slot's context: no reply
     can be longer, so a larger max_tokens is clamped to it."""
     body = {**manifest.sampling_defaults, **request.model_dump(exclude_none=True, exclude=_OWN_FIELDS, by_alias=True)}
-    if max_tokens is not None:
+    if max_tokens is not None and max_tokens != -1:
         body["max_tokens"] = min(max_tokens, ctx)
     for ours, theirs in _RENAMED.items():
         if ours in body:

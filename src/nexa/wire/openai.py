@@ -29,7 +29,10 @@ Seed = Annotated[int | None, Field(None, ge=-(2**63), le=2**64 - 1, description=
 Stop = Annotated[
     str | list[str] | None, Field(None, description="Up to 16 sequences where generation stops.", max_length=16)
 ]
-MaxTokens = Annotated[int | None, Field(None, ge=1, le=10_000_000, description="Most tokens to generate.")]
+MaxTokens = Annotated[
+    Literal[-1] | Annotated[int, Field(ge=1, le=10_000_000)] | None,
+    Field(None, description="Most tokens to generate; -1 (llama.cpp's 'unlimited') or none: until the context is full."),
+]
 Penalty = Annotated[float | None, Field(None, ge=-2, le=2, description="OpenAI presence/frequency penalty.")]
 RepetitionPenalty = Annotated[
     float | None, Field(None, ge=0, le=10, description="llama.cpp repeat penalty; 1.0 disables.")
