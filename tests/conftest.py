@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from nexa.hub.starter import STARTER_NAME, fetch_starter
+from nexa.runtime.runtimes import installed
 from nexa.store import ModelRef, ModelType, Store
 from nexa.store.importer import import_local
 from tests.fixtures.minilm import import_minilm
@@ -130,23 +131,67 @@ class ServerProcess:
 
 
 def worker_pids(datadir: Path) -> list[int]:
-    """Live worker processes started for the store at `datadir` (found by their inherited NEXA_DATADIR)."""
+    """Live worker processes, and llama-server binaries, started for the store at `datadir` (found by their
+    inherited NEXA_DATADIR)."""
     needle = f"NEXA_DATADIR={datadir}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            if b"nexa.engine.worker" in (proc / "cmdline").read_bytes() and needle in (proc / "environ").read_bytes().split(b"\0"):
+            cmdline = (proc / "cmdline").read_bytes()
+            is_worker = b"nexa.engine.worker" in cmdline or b"llama-server" in cmdline.split(b"\0")[0]
+            if is_worker and needle in (proc / "environ").read_bytes().split(b"\0"):
                 pids.append(int(proc.name))
         except OSError:
             continue
     return pids
 
 
+# ------------------------------------------------------------------ runtimes (issue 14)
+# Tests marked `parity` run once per runtime: the xllamacpp wheel and a native llama-server built for this
+# machine. The native build takes 10-20 minutes on 2 cores, so it is made once per machine, into the test
+# cache, by `nexa runtime build --gpu none --data-dir ~/.cache/nexa-test/native` or by a test run with
+# NEXA_TEST_BUILD_NATIVE=1; without it the native half of the parity tests is skipped, saying so.
+RUNTIMES = ("xllamacpp", "native")
+
+
+def native_datadir() -> Path:
+    return test_cache() / "native"
+
+
+def native_binary() -> Path | None:
+    """The cached native runtime for this machine, built now if NEXA_TEST_BUILD_NATIVE=1 asks for it."""
+    runnable = [r for r in installed(native_datadir()) if r.runs_here() and r.gpu is None]
+    if runnable:
+        return runnable[0].binary
+    if os.environ.get("NEXA_TEST_BUILD_NATIVE") != "1":
+        return None
+    from nexa.runtime.build import Reporter, build, plan_for_machine
+
+    return build(native_datadir(), plan_for_machine("none"), Reporter()).binary
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if metafunc.definition.get_closest_marker("parity") and "runtime_args" in metafunc.fixturenames:
+        metafunc.parametrize("runtime_args", RUNTIMES, indirect=True, scope="session")
+
+
 @pytest.fixture(scope="session")
-def server(session_store: Store) -> Iterator[ServerProcess]:
-    process = ServerProcess(session_store.root)
+def runtime_args(request: pytest.FixtureRequest) -> list[str]:
+    """`nexa serve` flags choosing the runtime: none (the default, xllamacpp here) unless a parity test asks."""
+    if getattr(request, "param", "xllamacpp") == "xllamacpp":
+        return []
+    binary = native_binary()
+    if binary is None:
+        pytest.skip(f"no native runtime cached in {native_datadir()}: run `nexa runtime build --gpu none "
+                    f"--data-dir {native_datadir()}` once (10-20 min), or set NEXA_TEST_BUILD_NATIVE=1")
+    return ["--runtime", str(binary)]
+
+
+@pytest.fixture(scope="session")
+def server(session_store: Store, runtime_args: list[str]) -> Iterator[ServerProcess]:
+    process = ServerProcess(session_store.root, *runtime_args)
     yield process
     process.stop()
 

@@ -24,6 +24,7 @@ def error(response) -> dict:
     return response.json()["error"]
 
 
+@pytest.mark.parity
 def test_a_text_gets_one_unit_vector(client):
     reply = client.embeddings.create(model=EMBED, input="hello world")
     assert reply.object == "list" and reply.model == EMBED and len(reply.data) == 1
@@ -32,6 +33,7 @@ def test_a_text_gets_one_unit_vector(client):
     assert reply.usage.prompt_tokens == reply.usage.total_tokens == 4  # [CLS] hello world [SEP]
 
 
+@pytest.mark.parity
 def test_each_input_gets_its_own_vector_in_input_order(client):
     texts = ["hello world", "the cat", "paris is a city"]
     together = vectors(client, EMBED, texts)
@@ -41,6 +43,7 @@ def test_each_input_gets_its_own_vector_in_input_order(client):
     assert not np.allclose(together[0], together[1], atol=1e-3)
 
 
+@pytest.mark.parity
 def test_pooling_follows_what_the_gguf_declares(client):
     # Same weights, mean pooling in one file and CLS pooling in the other.
     mean, cls = vectors(client, EMBED, "the cat"), vectors(client, "test/bert-embed-cls", "the cat")
@@ -96,6 +99,7 @@ def test_empty_input_is_refused(http, value, where):
     assert response.status_code == 400 and where in error(response)["message"]
 
 
+@pytest.mark.parity
 def test_an_input_longer_than_the_context_is_refused_by_its_index(http):
     response = http.post("/v1/embeddings", json={"model": EMBED, "input": ["the cat", "cat " * 600]})
     assert response.status_code == 400

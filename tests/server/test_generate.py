@@ -9,6 +9,7 @@ import pytest
 SCRIPT = "Hello from a scripted model."
 
 
+@pytest.mark.parity
 def test_chat_returns_an_openai_completion(client):
     reply = client.chat.completions.create(
         model="test/qwen3-text", messages=[{"role": "user", "content": "hi"}], temperature=1.3, seed=7
@@ -42,6 +43,7 @@ def test_stop_sequences_are_passed_to_the_engine(client):
     assert reply.choices[0].message.content == "Hello from a"
 
 
+@pytest.mark.parity
 def test_streamed_chat_keeps_openai_chunk_invariants(client):
     stream = client.chat.completions.create(
         model="test/qwen3-text", messages=[{"role": "user", "content": "hi"}], stream=True,
@@ -67,6 +69,7 @@ def test_stream_without_include_usage_sends_no_usage_chunk(client):
     assert all(c.choices for c in chunks) and all(c.usage is None for c in chunks)
 
 
+@pytest.mark.parity
 def test_raw_stream_is_sse_ending_with_done(http):
     with http.stream("POST", "/v1/chat/completions", json={
         "model": "test/llama-text", "messages": [{"role": "user", "content": "hi"}], "stream": True,
@@ -80,6 +83,7 @@ def test_raw_stream_is_sse_ending_with_done(http):
     assert text == "Bonjour tout le monde"
 
 
+@pytest.mark.parity
 def test_text_completion_plain_and_streamed(client):
     reply = client.completions.create(model="test/qwen3-text", prompt="Say hello", max_tokens=3)
     assert reply.object == "text_completion" and reply.model == "test/qwen3-text"

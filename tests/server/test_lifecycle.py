@@ -50,10 +50,10 @@ def lifecycle_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) ->
 
 
 @pytest.fixture(scope="module")
-def server(lifecycle_store: Store) -> Iterator[ServerProcess]:
+def server(lifecycle_store: Store, runtime_args: list[str]) -> Iterator[ServerProcess]:
     datadir = str(lifecycle_store.root) + "/"  # a spelling of its own, for worker_pids()
     process = ServerProcess(
-        lifecycle_store.root, "--parallel", "4", "--model-option", f"{LOOP}:ctx=32768,parallel=1",
+        lifecycle_store.root, "--parallel", "4", "--model-option", f"{LOOP}:ctx=32768,parallel=1", *runtime_args,
         env={"NEXA_DATADIR": datadir},
     )
     yield process
@@ -140,6 +140,7 @@ def test_unload_and_load_routes(http):
     assert model_id(http, OTHER) not in running(http)
 
 
+@pytest.mark.parity
 def test_client_disconnect_cancels_the_generation_and_frees_the_slot(http):
     loop_id = model_id(http, LOOP)
     body = {"model": LOOP, "messages": HI, "stream": True, "max_tokens": LONG}
@@ -154,6 +155,7 @@ def test_client_disconnect_cancels_the_generation_and_frees_the_slot(http):
     assert reply.json()["choices"][0]["message"]["content"] == "Tick tockTick tock"
 
 
+@pytest.mark.parity
 def test_killed_worker_fails_only_its_requests_and_restarts_on_the_next(http):
     loop_id = model_id(http, LOOP)
     assert chat(http, LOOP, max_tokens=2).status_code == 200
@@ -182,6 +184,7 @@ def test_corrupt_gguf_is_a_503_naming_the_model_while_others_keep_answering(http
     assert chat(http, TEXT).json()["choices"][0]["message"]["content"] == SCRIPT
 
 
+@pytest.mark.parity
 def test_metrics_move_as_requests_are_served(http):
     text_id, route = model_id(http, TEXT), "/v1/chat/completions"
     requests = metric(http, "nexa_requests_total", route=route, model=text_id, status="200")
@@ -217,10 +220,11 @@ def test_small_budget_evicts_the_least_recently_used_model_and_preload_loads_at_
         server.stop()
 
 
-def test_sigterm_cuts_a_running_stream_with_an_error_event_and_leaves_no_worker(lifecycle_store):
+@pytest.mark.parity
+def test_sigterm_cuts_a_running_stream_with_an_error_event_and_leaves_no_worker(lifecycle_store, runtime_args):
     datadir = str(lifecycle_store.root) + "///"
     server = ServerProcess(lifecycle_store.root, "--model-option", f"{LOOP}:ctx=32768,parallel=1",
-                           env={"NEXA_DATADIR": datadir})
+                           *runtime_args, env={"NEXA_DATADIR": datadir})
     body = {"model": LOOP, "messages": HI, "stream": True, "max_tokens": LONG}
     with httpx.Client(base_url=server.base_url, timeout=60) as http:
         with http.stream("POST", "/v1/chat/completions", json=body) as response:

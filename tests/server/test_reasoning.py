@@ -24,11 +24,13 @@ def streamed(client, **extra) -> tuple[str, str]:
     return content, reasoning
 
 
+@pytest.mark.parity
 def test_reasoning_is_parsed_apart_by_default(client):
     message = client.chat.completions.create(model=MODEL, messages=ASK).choices[0].message
     assert (message.content, message.reasoning_content) == (ANSWER, THOUGHT)
 
 
+@pytest.mark.parity
 def test_streamed_reasoning_arrives_in_reasoning_content_deltas(client):
     assert streamed(client) == (ANSWER, THOUGHT)
 

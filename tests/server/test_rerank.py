@@ -27,6 +27,7 @@ def raw_scores(http) -> list[float]:
     return reranking(http)["result"]
 
 
+@pytest.mark.parity
 def test_rerank_returns_every_document_best_first(http):
     reply = rerank(http)
     assert reply["model"] == RERANK and reply["usage"]["prompt_tokens"] > 0
@@ -49,6 +50,7 @@ def test_rerank_accepts_documents_as_text_objects(http):
     assert objects == rerank(http)["results"]
 
 
+@pytest.mark.parity
 def test_reranking_gives_the_same_scores_in_input_order(http):
     scores = raw_scores(http)
     by_index = {r["index"]: r["relevance_score"] for r in rerank(http)["results"]}

@@ -39,6 +39,7 @@ def assert_paris_call(call) -> None:
     assert json.loads(call.function.arguments) == {"city": "Paris"}
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("model", ["test/qwen3-tool", "test/qwen3-tool-split"])
 def test_a_tool_call_comes_back_as_openai_tool_calls(client, model):
     reply = client.chat.completions.create(model=model, messages=[WEATHER], tools=[GET_WEATHER])
@@ -49,6 +50,7 @@ def test_a_tool_call_comes_back_as_openai_tool_calls(client, model):
     assert "<tool_call>" not in (choice.message.content or "")
 
 
+@pytest.mark.parity
 def test_parallel_tool_calls_have_unique_ids(client):
     reply = client.chat.completions.create(model="test/qwen3-tool-parallel", messages=[WEATHER], tools=[GET_WEATHER])
     calls = reply.choices[0].message.tool_calls
@@ -57,6 +59,7 @@ def test_parallel_tool_calls_have_unique_ids(client):
     assert reply.choices[0].finish_reason == "tool_calls"
 
 
+@pytest.mark.parity
 def test_streamed_tool_call_deltas_follow_openai(client):
     chunks = list(client.chat.completions.create(
         model="test/qwen3-tool-split", messages=[WEATHER], tools=[GET_WEATHER], stream=True
