@@ -22,7 +22,7 @@ def fake_runtime(datadir: Path, name: str, options: list[str], gpu: str | None =
     folder = datadir / "runtimes" / name
     folder.mkdir(parents=True)
     binary = folder / "llama-server"
-    binary.write_text("#!/bin/sh\necho 'version: 11434 (unknown)'\n")
+    binary.write_text("#!/bin/sh\necho 'version: 0.6.0-dev (build 11434, commit unknown)'\n")
     binary.chmod(0o755)
     (folder / "runtime.json").write_text(json.dumps({"build": "11434", "cpu_options": options, "gpu": gpu}))
     return binary

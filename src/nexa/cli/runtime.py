@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from nexa.cli.common import DataDirOpt, console
 from nexa.config import default_datadir
@@ -27,6 +27,8 @@ class _RichReporter(native.Reporter):
         self._task: int | None = None
 
     def step(self, text: str) -> None:
+        if self._task is not None:  # the compile is over: ninja's last line may not have been its last step
+            self._progress.update(self._task, completed=self._progress.tasks[self._task].total)
         self._progress.console.print(f"[bold]•[/] {text}")
 
     def progress(self, done: int, total: int) -> None:
@@ -69,7 +71,7 @@ def list_command(data_dir: DataDirOpt = None) -> None:
     """Show the runtimes installed in the data directory; the first one this machine runs is what auto picks."""
     datadir = data_dir or default_datadir()
     found = installed(datadir)
-    table = Table("name", "llama.cpp", "CPU features", "GPU", "runs here")
+    table = Table(Column("name", no_wrap=True), "llama.cpp", "CPU features", "GPU", "runs here")
     for runtime in found:
         table.add_row(runtime.name, f"b{runtime.build}", " ".join(feature_names(runtime.cpu_options)) or "native",
                       runtime.gpu or "-", "yes" if runtime.runs_here() else "no")

@@ -23,7 +23,8 @@ XLLAMACPP = "xllamacpp"
 AUTO = "auto"
 BINARY = "llama-server"
 INFO = "runtime.json"
-_VERSION = re.compile(r"version: (\d+)")
+# "version: 0.6.0-dev (build 11434, commit unknown)"; older builds said "version: 11434 (abc123)".
+_VERSION = re.compile(r"\(build (\d+)|version: (\d+) \(")
 
 
 def runtimes_dir(datadir: Path) -> Path:
@@ -116,4 +117,4 @@ def check_runs(runtime: str) -> str:
         said = (done.stderr or done.stdout).strip().splitlines()[-1:] or [f"exit code {done.returncode}"]
         raise ConfigError(f"runtime {runtime} does not run as llama-server here ({said[0]}); "
                           "rebuild it with: nexa runtime build, or choose --runtime xllamacpp")
-    return found.group(1)
+    return found.group(1) or found.group(2)

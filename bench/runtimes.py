@@ -1,0 +1,117 @@
+"""Native llama-server against the xllamacpp wheel, bare and behind nexa's router, side by side.
+
+    .venv/bin/python bench/runtimes.py [--native PATH] [--runs 3] [--tokens 96] [--threads 2]
+
+Four paths serve the same starter model file with the same settings (4 slots, `--threads` threads, 2,048
+context tokens per slot): the bare llama-server (the native runtime's own endpoint), nexa on the native
+runtime, the bare xllamacpp worker, and nexa on xllamacpp (nexa's default before a native build). Figures:
+decode tok/s of 1 stream and of 4 concurrent streams (aggregate), and prefill tok/s of a ~1,000-token
+prompt (unique per request, so no prompt cache helps). Rounds are interleaved, so drift in machine load
+hits every path alike; ratios against the bare llama-server are what count, not the absolute numbers.
+The native runtime is `--native`, else the best one `nexa runtime build` installed (data dir or test cache).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from itertools import count
+from pathlib import Path
+
+import httpx
+
+from harness import serve, starter_store
+from nexa.config import default_datadir
+from nexa.runtime.runtimes import XLLAMACPP, describe, installed
+
+SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
+STORY = "Write a long story about a lighthouse keeper and the ships she guides, part {}."
+# About 1,000 tokens of prose for the prefill figure.
+LONG = " ".join(f"Ship {i} passed the lighthouse at dawn, its sails grey against the rising light." for i in range(60))
+_nonce = count()
+
+
+def chat(url: str, headers: dict[str, str], model: str, content: str, max_tokens: int, stream: bool):
+    body = {"model": model, "messages": [SYSTEM, {"role": "user", "content": content}], "max_tokens": max_tokens,
+            "temperature": 0, "seed": 1, "stream": stream}
+    return httpx.stream("POST", url + "/v1/chat/completions", json=body, headers=headers, timeout=300)
+
+
+def stream_stamps(url: str, headers: dict[str, str], model: str, tokens: int) -> list[float]:
+    """Arrival time of each streamed content token."""
+    stamps = []
+    with chat(url, headers, model, STORY.format(next(_nonce)), tokens, True) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: {"):
+                choices = json.loads(line[6:])["choices"]
+                if choices and choices[0]["delta"].get("content"):
+                    stamps.append(time.perf_counter())
+    return stamps
+
+
+def decode(url: str, headers: dict[str, str], model: str, tokens: int, streams: int) -> float:
+    """Aggregate tokens/s over all streams, from the first token of any stream to the last (prompt excluded)."""
+    with ThreadPoolExecutor(streams) as pool:
+        runs = list(pool.map(lambda _: stream_stamps(url, headers, model, tokens), range(streams)))
+    stamps = sorted(s for run in runs for s in run)
+    return (len(stamps) - streams) / (stamps[-1] - stamps[0])
+
+
+def prefill(url: str, headers: dict[str, str], model: str) -> float:
+    """Prompt tokens per second of a long prompt, generating one token; the nonce in front defeats the cache."""
+    started = time.perf_counter()
+    with chat(url, headers, model, f"[{next(_nonce)}] {LONG}", 1, False) as response:
+        usage = json.loads(response.read())["usage"]
+    return usage["prompt_tokens"] / (time.perf_counter() - started)
+
+
+def native_runtime(given: str | None) -> str:
+    if given:
+        return str(Path(given).resolve())
+    for datadir in (default_datadir(), Path.home() / ".cache" / "nexa-test" / "native"):
+        runnable = [r for r in installed(datadir) if r.runs_here()]
+        if runnable:
+            return str(runnable[0].binary)
+    raise SystemExit("no native runtime: run `nexa runtime build` first, or pass --native PATH")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--native", help="llama-server binary (default: the best installed runtime)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tokens", type=int, default=96)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    native = native_runtime(args.native)
+    figures = {"decode 1 stream, tok/s": lambda u, h, m: decode(u, h, m, args.tokens, 1),
+               "decode 4 streams, tok/s": lambda u, h, m: decode(u, h, m, args.tokens, 4),
+               "prefill, tok/s": prefill}
+    with starter_store() as (store, model), ExitStack() as stack:
+        paths = {}
+        for runtime, label in ((native, "native"), (XLLAMACPP, "xllamacpp")):
+            bench = stack.enter_context(serve(store, runtime=runtime, parallel=4, ctx=2048, threads=args.threads))
+            decode(bench.router_url, {}, model, 4, 1)  # loads the model
+            worker_url, worker_headers = bench.worker(model)
+            paths[f"bare {label}"] = (worker_url, worker_headers)
+            paths[f"nexa on {label}"] = (bench.router_url, {})
+        results: dict[tuple[str, str], list[float]] = {}
+        for _ in range(args.runs):
+            for figure, measure in figures.items():
+                for path, (url, headers) in paths.items():
+                    results.setdefault((figure, path), []).append(measure(url, headers, model))
+    print(f"native: {describe(native)}\nmodel: {model}, 4 slots, {args.threads} threads, "
+          f"median of {args.runs} interleaved runs\n")
+    print("| figure | " + " | ".join(paths) + " |")
+    print("|---|" + "---|" * len(paths))
+    for figure in figures:
+        base = statistics.median(results[(figure, "bare native")])
+        cells = [f"{(v := statistics.median(results[(figure, p)])):.1f} ({v / base:.2f}x)" for p in paths]
+        print(f"| {figure} | " + " | ".join(cells) + " |")
+
+
+if __name__ == "__main__":
+    main()
