@@ -13,7 +13,7 @@ from nexa.cli.common import DataDirOpt, console
 from nexa.config import default_datadir
 from nexa.runtime import build as native
 from nexa.runtime.cpu import feature_names
-from nexa.runtime.runtimes import installed, runtimes_dir
+from nexa.runtime.runtimes import installed, read_runtime, runtimes_dir
 
 app = typer.Typer(help="Native llama-server runtimes: build one for this machine, list those installed.",
                   no_args_is_help=True)
@@ -43,6 +43,7 @@ def build_command(
         help="GPU backend: auto (the one whose toolkit and device are present), cuda, vulkan, rocm or none.",
     )] = "auto",
     jobs: Annotated[Optional[int], typer.Option(help="Parallel compile jobs.", show_default="all cores")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Build even if this build is installed already.")] = False,
     data_dir: DataDirOpt = None,
 ) -> None:
     """Compile llama-server for this machine from the pinned llama.cpp source and install it.
@@ -52,11 +53,16 @@ def build_command(
     a second run compiles only what changed. `nexa serve` then uses it (--runtime auto). Examples:
       nexa runtime build
       nexa runtime build --gpu none --jobs 4
+      nexa runtime build --force          # again, e.g. after a compiler upgrade
     """
     if gpu not in (*native.GPUS, "auto", "none"):
         raise typer.BadParameter(f"{gpu!r}: choose auto, cuda, vulkan, rocm or none", param_hint="--gpu")
     datadir = data_dir or default_datadir()
     plan = native.plan_for_machine(gpu)
+    existing = read_runtime(runtimes_dir(datadir) / plan.name)
+    if existing and not force:
+        console.print(f"{existing.describe()} is installed already: {existing.binary} (--force rebuilds it)")
+        return
     started = time.monotonic()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=False) as progress:

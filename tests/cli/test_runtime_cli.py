@@ -1,0 +1,35 @@
+"""nexa runtime list/build and serve --runtime, as a user runs them (no compiling: a fake installed build)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tests.fixtures.fake_hub import run_nexa
+from tests.runtime.test_runtimes import fake_runtime
+
+
+def env_for(datadir: Path) -> dict[str, str]:
+    return {**os.environ, "NEXA_DATADIR": str(datadir), "COLUMNS": "200"}
+
+
+def test_list_shows_each_runtime_its_llama_cpp_build_and_cpu_features(tmp_path):
+    fake_runtime(tmp_path, "llama-server-b11434-avx2", ["GGML_AVX", "GGML_AVX2"])
+    listing = run_nexa(env_for(tmp_path), "runtime", "list").stdout
+    assert "llama-server-b11434-avx2" in listing and "b11434" in listing and "avx avx2" in listing
+    assert "xllamacpp" in listing
+
+
+def test_build_does_nothing_when_this_build_is_installed(tmp_path):
+    from nexa.runtime.build import plan_for_machine
+
+    plan = plan_for_machine("none")
+    fake_runtime(tmp_path, plan.name, list(plan.cpu_options))
+    done = run_nexa(env_for(tmp_path), "runtime", "build", "--gpu", "none")
+    assert done.returncode == 0 and "installed already" in done.stdout
+
+
+def test_serve_refuses_a_runtime_that_is_not_there_naming_it(tmp_path):
+    done = run_nexa(env_for(tmp_path), "serve", "--port", "0", "--runtime", str(tmp_path / "llama-server"))
+    assert done.returncode == 1
+    assert "llama-server" in done.stderr and "nexa runtime build" in done.stderr
