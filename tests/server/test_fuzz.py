@@ -76,7 +76,7 @@ def test_malformed_bodies_are_4xx(http, path, name):
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("max_tokens", -1), ("max_tokens", 0), ("max_tokens", 10**40), ("seed", 10**100), ("top_k", 2**70),
+    [("max_tokens", -2), ("max_tokens", 0), ("max_tokens", 10**40), ("seed", 10**100), ("top_k", 2**70),
      ("temperature", -0.5), ("temperature", 10**400), ("logit_bias", {"1": 1e300}), ("stop", ["x"] * 1000),
      ("n", 2**64), ("top_logprobs", -3)],
 )
