@@ -1,4 +1,4 @@
-"""A real worker process that cannot load its model says why, in the engine's own words."""
+"""A real worker process that cannot load its model says why, in the engine's own words, on either runtime."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
 from nexa.runtime.worker import Worker, engine_error
 from nexa.store import ModelType
+from tests.conftest import native_binary, native_datadir
 
 pytestmark = pytest.mark.anyio
 
@@ -19,6 +20,16 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(params=["xllamacpp", "native"])
+def runtime(request: pytest.FixtureRequest) -> str:
+    if request.param == "xllamacpp":
+        return "xllamacpp"
+    binary = native_binary()
+    if binary is None:
+        pytest.skip(f"no native runtime cached in {native_datadir()} (see tests/conftest.py)")
+    return str(binary)
 
 
 def future_architecture(path: Path) -> None:
@@ -31,26 +42,31 @@ def future_architecture(path: Path) -> None:
     writer.close()
 
 
-async def load_error(path: Path) -> str:
+async def load_error(path: Path, runtime: str) -> str:
     worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=512, parallel=1,
-                               threads=1, api_key=Worker.new_api_key()))
+                               threads=1, runtime=runtime, api_key=Worker.new_api_key()))
     with pytest.raises(ModelLoadFailed) as refused:
         await worker.start(timeout=60)
     assert not worker.alive
     return refused.value.message
 
 
-async def test_a_truncated_model_is_refused_with_the_engines_reason_not_failed_to_init(tiny_dir, tmp_path):
+async def test_a_truncated_model_is_refused_with_the_engines_reason_not_failed_to_init(tiny_dir, tmp_path, runtime):
     whole = (tiny_dir / "qwen3-script-text.gguf").read_bytes()
     (tmp_path / "half.gguf").write_bytes(whole[: len(whole) // 2])
-    message = await load_error(tmp_path / "half.gguf")
+    message = await load_error(tmp_path / "half.gguf", runtime)
     assert "is not within the file bounds, model is corrupted or incomplete" in message
     assert "Failed to init server" not in message
 
 
-async def test_an_unknown_architecture_is_named(tmp_path):
+async def test_an_unknown_architecture_is_named(tmp_path, runtime):
     future_architecture(tmp_path / "future.gguf")
-    assert "unknown model architecture: 'nexa-future'" in await load_error(tmp_path / "future.gguf")
+    assert "unknown model architecture: 'nexa-future'" in await load_error(tmp_path / "future.gguf", runtime)
+
+
+async def test_a_binary_that_cannot_start_is_a_load_error_naming_it(tmp_path):
+    message = await load_error(tmp_path / "any.gguf", str(tmp_path / "gone" / "llama-server"))
+    assert "cannot run" in message and "gone/llama-server" in message
 
 
 def test_only_error_level_engine_lines_count_and_lose_their_time_stamp():

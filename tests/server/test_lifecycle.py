@@ -174,6 +174,7 @@ def test_killed_worker_fails_only_its_requests_and_restarts_on_the_next(http):
     assert metric(http, "nexa_worker_restarts_total", model=loop_id) == 1
 
 
+@pytest.mark.parity
 def test_corrupt_gguf_is_a_503_naming_the_model_while_others_keep_answering(http):
     reply = chat(http, BROKEN)
     assert reply.status_code == 503
