@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from nexa import __version__
 from nexa.compat.media import MediaPolicy
 from nexa.runtime import ModelManager
-from nexa.server import errors, metrics, security
+from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.response_store import ResponseStore
 from nexa.server import ui
@@ -54,6 +54,7 @@ def create_app(manager: ModelManager) -> FastAPI:
     if manager.settings.ui:
         ui.install(app)
     _document_stream_chunk(app)
+    openapi_errors.install(app)
     return app
 
 

@@ -1,17 +1,22 @@
 """The one mapping from errors to HTTP responses. Errors are built in OpenAI's shape,
 {"error": {"message", "type", "param", "code"}}; a route of another dialect (Anthropic,
-Ollama) gets its own shape from `DIALECT_ERRORS`, chosen by the request's path."""
+Ollama) gets its own shape from `DIALECTS`, chosen by the request's path."""
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from nexa.errors import (
     ClientGone,
@@ -53,12 +58,28 @@ _HTTP_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_f
                405: "invalid_request_error", 408: "request_timeout", 413: "request_too_large", 429: "rate_limit_error"}
 
 
-# Path prefix → a function from (status, OpenAI error body) to that dialect's body; first match wins.
 DialectShape = Callable[[int, dict], dict]
-DIALECT_ERRORS: list[tuple[str, DialectShape]] = [
-    ("/v1/messages", anthropic_wire.error_body),
-    ("/api/", ollama_wire.error_body),
+
+
+class Dialect(NamedTuple):
+    """The error shape of the routes under `prefix`: `shape` turns OpenAI's error body into the dialect's
+    own, whose schema is `model` (what /openapi.json declares)."""
+
+    prefix: str
+    shape: DialectShape
+    model: type[BaseModel]
+
+
+# Dialects with an error shape of their own; first match wins, every other path gets OpenAI's.
+DIALECTS: list[Dialect] = [
+    Dialect("/v1/messages", anthropic_wire.error_body, anthropic_wire.ErrorResponse),
+    Dialect("/api/", ollama_wire.error_body, ollama_wire.ErrorResponse),
 ]
+
+
+def dialect(path: str) -> Dialect | None:
+    """The dialect that answers errors on `path`; None for OpenAI's shape."""
+    return next((d for d in DIALECTS if path.startswith(d.prefix)), None)
 
 
 def error_body(message: str, type_: str, param: str | None = None, code: str | int | None = None) -> dict:
@@ -70,8 +91,8 @@ def error_response(
 ) -> JSONResponse:
     """The error in the shape of the dialect that serves `path` (OpenAI's when none other does)."""
     body = error_body(clip(message, MAX_MESSAGE), type_, param, code)
-    shape = next((shape for prefix, shape in DIALECT_ERRORS if path.startswith(prefix)), None)
-    response = JSONResponse(body if shape is None else shape(status, body), status_code=status)
+    own = dialect(path)
+    response = JSONResponse(body if own is None else own.shape(status, body), status_code=status)
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
@@ -114,6 +135,25 @@ def validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     return f"{where}: {first.get('msg', 'invalid value')}{more}", field or None
 
 
+def allowed_methods(request: Request, named: str | None) -> str:
+    """Every method the API document lists for the request's path, with those Starlette `named`: Starlette
+    names only the first route that matches the path, though GET and POST on one path are often two routes."""
+    methods = {m.strip() for m in (named or "").split(",") if m.strip()}
+    paths = request.app.openapi().get("paths", {})
+    path = request.url.path
+    # A path spelled out (/v1/responses/input_tokens) is its own resource, not an instance of /{response_id}.
+    matching = [paths[path]] if path in paths else [item for template, item in paths.items()
+                                                    if _path_pattern(template).match(path)]
+    for item in matching:
+        methods |= {method.upper() for method in item}
+    return ", ".join(sorted(methods))
+
+
+@functools.lru_cache(maxsize=256)
+def _path_pattern(template: str) -> re.Pattern[str]:
+    return compile_path(template)[0]
+
+
 def install(app: FastAPI) -> None:
     """Make every error the app can produce OpenAI-shaped, 404s and validation errors included."""
 
@@ -136,8 +176,12 @@ def install(app: FastAPI) -> None:
         if exc.status_code == 405:
             message = f"{request.method} is not allowed on {clip(request.url.path)}; see /docs for the API"
         type_ = _HTTP_TYPES.get(exc.status_code, "invalid_request_error")
-        return error_response(exc.status_code, message, type_, param, "invalid_request" if param else None,
-                              path=request.url.path)
+        response = error_response(exc.status_code, message, type_, param, "invalid_request" if param else None,
+                                  path=request.url.path)
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request, response.headers.get("Allow"))
+        return response
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

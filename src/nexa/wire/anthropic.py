@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Field
 
+from nexa.wire.names import ModelName
 from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
 
 # ---------------------------------------------------------------- request content blocks
@@ -137,7 +138,7 @@ System = str | list[TextBlock] | None
 class CountTokensRequest(StrictBase):
     """What `/v1/messages/count_tokens` reads: the prompt side of a Messages request."""
 
-    model: str = Field(description="Store name: org/repo or org/repo:QUANT (case-insensitive quant).")
+    model: str = ModelName()
     messages: list[InputMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     system: System = Field(None, description="A string, or a list of text blocks.")
     tools: list[ToolDefinition] | None = Field(None, max_length=MAX_TOOLS)

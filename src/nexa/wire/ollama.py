@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
+from nexa.wire.names import OLLAMA_NAME_PATTERN, name_schema
 from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_TOOLS, Tool
 
 # Ollama's own version numbers: clients (and tools such as Open WebUI) check for at least 0.6.4.
@@ -19,6 +20,7 @@ OLLAMA_VERSION = "0.12.0"
 ModelName = Field(
     validation_alias=AliasChoices("model", "name"),
     min_length=1,
+    json_schema_extra=name_schema(OLLAMA_NAME_PATTERN),
     description="org/repo[:QUANT], hf.co/org/repo[:QUANT]; no tag or :latest means the default quant.",
 )
 KeepAlive = Field(

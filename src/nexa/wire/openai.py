@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from nexa.wire.llama import ModelArchitecture, ModelStatus
+from nexa.wire.names import ModelName
 
 # Per-request limits: far above real use, low enough that no request can tie up the server.
 MAX_MESSAGES = 4096
@@ -66,7 +67,7 @@ class StreamOptions(StrictBase):
 class SamplingRequest(StrictBase):
     """Fields shared by chat and text completions."""
 
-    model: str = Field(description="Store name: org/repo or org/repo:QUANT (case-insensitive quant).")
+    model: str = ModelName()
     stream: Stream
     stream_options: StreamOptions | None = None
     temperature: Temperature
@@ -217,11 +218,22 @@ class CompletionRequest(SamplingRequest):
     suffix: str | None = Field(None, description="Not supported.")
 
 
+# Emptiness is documented, and refused by nexa.compat.retrieval with the index of the empty input.
+_NON_EMPTY_TEXT = {"type": "string", "minLength": 1}
+_TOKENS = {"type": "array", "minItems": 1, "items": {"type": "integer"}}
+EmbeddingInput = Annotated[str | list[str] | list[int] | list[list[int]], WithJsonSchema({"anyOf": [
+    _NON_EMPTY_TEXT,
+    {"type": "array", "minItems": 1, "items": _NON_EMPTY_TEXT},
+    _TOKENS,
+    {"type": "array", "minItems": 1, "items": _TOKENS},
+]})]
+
+
 class EmbeddingRequest(StrictBase):
     """OpenAI's embeddings request, plus the Nexa field `task_type` and `truncate`."""
 
-    model: str = Field(description="Store name of an embedder model: org/repo or org/repo:QUANT.")
-    input: str | list[str] | list[int] | list[list[int]] = Field(
+    model: str = ModelName("Store name of an embedder model: org/repo or org/repo:QUANT.")
+    input: EmbeddingInput = Field(
         description="A text, a list of texts, a token array, or a list of token arrays; none may be empty."
     )
     encoding_format: Literal["float", "base64"] = Field(
@@ -247,7 +259,7 @@ TopN = Annotated[int | None, Field(None, ge=1, description="Keep only the n best
 class RerankingRequest(StrictBase):
     """Nexa's reranking request: scores come back in the documents' order."""
 
-    model: str = Field(description="Store name of a reranker model: org/repo or org/repo:QUANT.")
+    model: str = ModelName("Store name of a reranker model: org/repo or org/repo:QUANT.")
     query: RerankQuery
     documents: list[str] = Field(min_length=1, description="Texts to score against the query.")
     top_n: TopN
@@ -262,7 +274,7 @@ class RerankingRequest(StrictBase):
 class RerankRequest(StrictBase):
     """Cohere/Jina/llama.cpp rerank request: results come back best first."""
 
-    model: str = Field(description="Store name of a reranker model: org/repo or org/repo:QUANT.")
+    model: str = ModelName("Store name of a reranker model: org/repo or org/repo:QUANT.")
     query: RerankQuery
     documents: list[str | RerankDocument] = Field(min_length=1, description="Texts, or {text} objects, to rank.")
     top_n: TopN
@@ -467,12 +479,12 @@ class RunningModelList(BaseModel):
 
 
 class LoadRequest(StrictBase):
-    model: str = Field(description="Store name: org/repo or org/repo:QUANT.")
+    model: str = ModelName("Store name: org/repo or org/repo:QUANT.")
     keep_alive: KeepAlive
 
 
 class UnloadRequest(StrictBase):
-    model: str = Field(description="Store name: org/repo or org/repo:QUANT.")
+    model: str = ModelName("Store name: org/repo or org/repo:QUANT.")
 
 
 class UnloadResult(BaseModel):

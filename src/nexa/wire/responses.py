@@ -3,7 +3,7 @@
 Only function tools exist here: built-in tools (web search, file search, ...) need OpenAI's
 servers. Input items are the same shapes as output items, so a client can send a response's
 output back as the next input. Unknown fields are ignored, as OpenAI clients send new ones;
-errors keep OpenAI's shape, so this dialect needs no entry in DIALECT_ERRORS.
+errors keep OpenAI's shape, so this dialect needs no entry in DIALECTS.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, Discriminator, Field, Tag
 
+from nexa.wire.names import ModelName
 from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
 
 # ---------------------------------------------------------------- content parts
@@ -178,7 +179,7 @@ ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice
 class ResponsesRequest(StrictBase):
     """OpenAI's Responses request, function tools only, plus the Nexa field `keep_alive`."""
 
-    model: str = Field(description="Store name: org/repo or org/repo:QUANT (case-insensitive quant).")
+    model: str = ModelName()
     input: str | Annotated[list[InputItem], Field(min_length=1, max_length=MAX_MESSAGES)] = Field(
         description="A user message, or a list of items: messages, function calls and their outputs, reasoning."
     )

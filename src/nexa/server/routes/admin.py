@@ -12,7 +12,6 @@ from nexa.runtime.manager import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
 from nexa.wire.openai import (
-    ErrorResponse,
     LoadRequest,
     RunningModel,
     RunningModelList,
@@ -52,7 +51,7 @@ async def list_running(manager: Manager, client: WorkerClient) -> RunningModelLi
     return RunningModelList(data=list(running), memory_budget=manager.memory_budget, memory_estimate=manager.memory_used())
 
 
-@router.post("/v1/load", response_model=RunningModel, responses={s: {"model": ErrorResponse} for s in (400, 404, 503)})
+@router.post("/v1/load", response_model=RunningModel)
 async def load(request: LoadRequest, manager: Manager, client: WorkerClient) -> RunningModel:
     """Load a model now (or set its keep-alive if it is loaded), so its first request does not wait."""
     manifest, quant = manager.resolve(request.model)
@@ -60,7 +59,7 @@ async def load(request: LoadRequest, manager: Manager, client: WorkerClient) -> 
     return await _running(model, client, time.monotonic())
 
 
-@router.post("/v1/unload", response_model=UnloadResult, responses={s: {"model": ErrorResponse} for s in (400, 404)})
+@router.post("/v1/unload", response_model=UnloadResult)
 async def unload(request: UnloadRequest, manager: Manager) -> UnloadResult:
     """Unload a model now; one serving requests unloads as soon as they end. A model removed from the
     store while loaded is found by its loaded name."""

@@ -16,15 +16,17 @@ from nexa.server.deps import Manager, MediaRules, WorkerClient
 from nexa.server.errors import nexa_error_response
 from nexa.server.lengths import tokenize
 from nexa.server.relay import call, engine_refusal, fetch_json, open_chunks
-from nexa.wire.anthropic import CountTokensRequest, ErrorResponse, MessageResponse, MessagesRequest, TokenCount
+from nexa.wire.anthropic import CountTokensRequest, MessageResponse, MessagesRequest, TokenCount
 
 router = APIRouter(tags=["anthropic"])
 
 _ROUTE = "/v1/messages"
-_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 401, 404, 503)}
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The message, or (`stream`) Anthropic's server-sent events.", "content": {"text/event-stream": {}}},
+}
 
 
-@router.post(_ROUTE, response_model=MessageResponse, responses=_ERRORS)
+@router.post(_ROUTE, response_model=MessageResponse, responses=_STREAMED)
 async def messages(request: MessagesRequest, manager: Manager, client: WorkerClient, media: MediaRules) -> Response:
     """A message, or (`stream`) Anthropic's server-sent events."""
     lease, body = await start_chat(chat_request(request), manager, media, route=_ROUTE)
@@ -55,7 +57,7 @@ async def _events(chunks: AsyncIterator[dict[str, Any]], stream: MessageStream) 
         yield sse(event)
 
 
-@router.post(_ROUTE + "/count_tokens", response_model=TokenCount, responses=_ERRORS)
+@router.post(_ROUTE + "/count_tokens", response_model=TokenCount)
 async def count_tokens(request: CountTokensRequest, manager: Manager, client: WorkerClient, media: MediaRules) -> TokenCount:
     """The prompt's tokens as the model's own template and tokenizer make them."""
     lease, body = await start_chat(chat_request(request), manager, media, route=_ROUTE + "/count_tokens")

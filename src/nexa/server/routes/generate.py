@@ -25,12 +25,9 @@ from nexa.wire.openai import (
     ChatCompletionRequest,
     Completion,
     CompletionRequest,
-    ErrorResponse,
 )
 
 router = APIRouter(tags=["generation"])
-
-_ERRORS = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
 
 KeepCache = Annotated[
     str | None,
@@ -46,7 +43,7 @@ def _responses(model: type, chunk: type | None = None) -> dict:
     ok: dict = {"model": model, "description": "The completion, or server-sent events when `stream` is true."}
     if chunk is not None:
         ok["content"] = {"text/event-stream": {"schema": {"$ref": f"#/components/schemas/{chunk.__name__}"}}}
-    return {200: ok, **_ERRORS}
+    return {200: ok}
 
 
 @router.post("/v1/chat/completions", responses=_responses(ChatCompletion, ChatCompletionChunk), response_model=None)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Annotated
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Path
 
 from nexa.compat.tools import capabilities
 from nexa.server.deps import Manager
 from nexa.server.model_feed import UNLOADED, State, architecture, states
 from nexa.store import Manifest, Store
-from nexa.wire.openai import ErrorResponse, ModelCard, ModelList
+from nexa.wire.names import name_schema
+from nexa.wire.openai import ModelCard, ModelList
 
 router = APIRouter(tags=["models"])
 
@@ -48,8 +50,8 @@ async def list_models(manager: Manager) -> ModelList:
     return ModelList(data=await asyncio.to_thread(cards))
 
 
-@router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses={404: {"model": ErrorResponse}})
-async def get_model(model_id: str, manager: Manager) -> ModelCard:
+@router.get("/v1/models/{model_id:path}", response_model=ModelCard)
+async def get_model(model_id: Annotated[str, Path(json_schema_extra=name_schema())], manager: Manager) -> ModelCard:
     manifest, quant = manager.resolve(model_id.strip("/"))
     cards = await asyncio.to_thread(_cards, manager.store, manifest, states(manager))
     return next(card for card in cards if card.quant == quant)

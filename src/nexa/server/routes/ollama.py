@@ -45,15 +45,13 @@ from nexa.wire.ollama import (
     EmbeddingsRequest,
     EmbedRequest,
     EmbedResponse,
-    ErrorResponse,
     GenerateRequest,
 )
 
 router = APIRouter(tags=["ollama"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
 _NDJSON = {200: {"description": "One JSON object, or (`stream`, the default) NDJSON chunks ending with done: true.",
-                 "content": {"application/x-ndjson": {}}}, **_ERRORS}
+                 "content": {"application/x-ndjson": {}}}}
 
 
 @router.post("/api/chat", responses=_NDJSON, response_model=None)
@@ -128,7 +126,7 @@ async def _lines(chunks: AsyncIterator[dict[str, Any]], stream: ChunkStream, rou
             yield bytes(nexa_error_response(exc, route).body) + b"\n"
 
 
-@router.post("/api/embed", response_model=EmbedResponse, responses=_ERRORS)
+@router.post("/api/embed", response_model=EmbedResponse)
 async def embed(request: EmbedRequest, manager: Manager, client: WorkerClient) -> EmbedResponse:
     """One L2-normalised vector per input, in input order; long inputs are cut unless truncate is false."""
     if request.dimensions is not None:
@@ -145,7 +143,7 @@ async def embed(request: EmbedRequest, manager: Manager, client: WorkerClient) -
                          total_duration=took, load_duration=0, prompt_eval_count=tokens)
 
 
-@router.post("/api/embeddings", response_model=EmbeddingResponse, responses=_ERRORS)
+@router.post("/api/embeddings", response_model=EmbeddingResponse)
 async def embeddings(request: EmbeddingsRequest, manager: Manager, client: WorkerClient) -> EmbeddingResponse:
     """The older form: one prompt, one vector (cut to the context if longer)."""
     resolve(manager.resolve, request.model)

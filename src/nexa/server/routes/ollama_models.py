@@ -124,7 +124,7 @@ async def ps(manager: Manager) -> RunningList:
     return RunningList(models=await asyncio.to_thread(running))
 
 
-@router.delete("/api/delete", responses={200: {"description": "Deleted."}, **_ERRORS})
+@router.delete("/api/delete", response_class=Response, responses={200: {"description": "Deleted; no body."}, **_ERRORS})
 async def delete(request: ModelRequest, manager: Manager) -> Response:
     """Delete a model (a name with a quant: that quant only), unloading what of it is loaded."""
     manifest, _ = resolve(manager.resolve, request.model)

@@ -17,16 +17,17 @@ from nexa.server.deps import Manager, MediaRules, Responses, WorkerClient
 from nexa.server.errors import nexa_error_response
 from nexa.server.lengths import tokenize
 from nexa.server.relay import call, engine_refusal, fetch_json, open_chunks
-from nexa.wire.openai import ErrorResponse
 from nexa.wire.responses import DeletedResponse, InputTokens, Response, ResponsesRequest
 
 router = APIRouter(tags=["responses"])
 
 _ROUTE = "/v1/responses"
-_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 401, 404, 503)}
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The response, or (`stream`) Responses' server-sent events.", "content": {"text/event-stream": {}}},
+}
 
 
-@router.post(_ROUTE, response_model=Response, responses=_ERRORS)
+@router.post(_ROUTE, response_model=Response, responses=_STREAMED)
 async def create(
     request: ResponsesRequest, http: Request, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> HTTPResponse:
@@ -73,7 +74,7 @@ async def _events(
         yield sse(event)
 
 
-@router.post(_ROUTE + "/input_tokens", response_model=InputTokens, responses=_ERRORS)
+@router.post(_ROUTE + "/input_tokens", response_model=InputTokens)
 async def input_tokens(
     request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> InputTokens:
@@ -94,7 +95,7 @@ def _not_stored(response_id: str) -> HTTPException:
                               "from the server's bounded store)")
 
 
-@router.get(_ROUTE + "/{response_id}", response_model=Response, responses=_ERRORS)
+@router.get(_ROUTE + "/{response_id}", response_model=Response)
 async def retrieve(response_id: str, store: Responses) -> JSONResponse:
     """A stored response, as it was returned."""
     response = store.get(response_id)
@@ -103,7 +104,7 @@ async def retrieve(response_id: str, store: Responses) -> JSONResponse:
     return JSONResponse(dump(response))
 
 
-@router.delete(_ROUTE + "/{response_id}", response_model=DeletedResponse, responses=_ERRORS)
+@router.delete(_ROUTE + "/{response_id}", response_model=DeletedResponse)
 async def delete(response_id: str, store: Responses) -> DeletedResponse:
     if not store.delete(response_id):
         raise _not_stored(response_id)

@@ -1,0 +1,69 @@
+"""/openapi.json says what the server really sends: schemathesis, with all its checks, against a real `nexa serve`.
+
+Bounded: a few examples per operation and a fixed seed, so a run takes seconds and is the same each time.
+Left out: /api/pull (it would reach Hugging Face) and /models/sse (an event feed that never ends).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nexa.store import Store
+from tests.conftest import TINY, ServerProcess, import_tiny
+
+MODELS = ("test/qwen3-text", "test/bert-embed", "test/bert-rerank")
+EXCLUDED = ("/api/pull", "/models/sse")
+# Positive data may still be a 400 where the rule depends on the named model or on two fields together, which
+# a schema cannot say: a reranker on /v1/embeddings, a system message with images, tools and functions both.
+CONFIG = """
+[checks.positive_data_acceptance]
+expected-statuses = ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[ServerProcess]:
+    store = Store(tmp_path_factory.mktemp("openapi"))
+    for name in MODELS:
+        import_tiny(store, tiny_dir, name, *TINY[name])
+    # Quiet logs: the server's output goes to a pipe nobody reads until it stops.
+    process = ServerProcess(store.root, env={"NEXA_LOG_LEVEL": "warning"})
+    yield process
+    process.stop()
+
+
+def test_every_response_matches_the_openapi_document(server, tmp_path):
+    config = tmp_path / "schemathesis.toml"
+    config.write_text(CONFIG)
+    excluded = [arg for path in EXCLUDED for arg in ("--exclude-path", path)]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "st"), "--config-file", str(config), "--no-color", "run",
+         f"{server.base_url}/openapi.json", "--checks", "all", "--max-examples", "3", "--seed", "1",
+         "--workers", "1", "--request-timeout", "20", "--max-failures", "50", *excluded],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path,  # its cache stays out of the checkout
+    )
+    assert result.returncode == 0, result.stdout[-20000:] + result.stderr[-2000:]
+
+
+def test_errors_are_declared_in_their_dialects_shape_and_422_never(server):
+    document = httpx.get(server.base_url + "/openapi.json", timeout=30).json()
+    schemas = {"/v1/chat/completions": "openai", "/v1/messages": "anthropic", "/api/chat": "ollama"}
+    for path, dialect in schemas.items():
+        responses = document["paths"][path]["post"]["responses"]
+        assert {"400", "401", "404", "413", "503"} <= set(responses) and "422" not in responses
+        assert dialect in responses["400"]["content"]["application/json"]["schema"]["$ref"]
+        assert responses["503"]["headers"]["Retry-After"]["required"]
+    assert all("422" not in operation["responses"] for item in document["paths"].values() for operation in item.values())
+
+
+def test_a_wrong_method_is_a_405_naming_every_method_the_path_takes(server):
+    response = httpx.request("PUT", server.base_url + "/v1/responses/resp_1", timeout=30)
+    assert response.status_code == 405 and response.headers["allow"] == "DELETE, GET"
+    response = httpx.request("TRACE", server.base_url + "/api/tags", timeout=30)
+    assert response.status_code == 405 and response.headers["allow"] == "GET" and "TRACE" in response.json()["error"]
