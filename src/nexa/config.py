@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from nexa.engine.spec import NGRAM_MODES
 from nexa.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -47,6 +48,14 @@ class ModelOptions(BaseModel):
     ngl: int | None = None
     threads: int | None = Field(None, ge=1)
     runtime: str | None = Field(None, min_length=1)
+    draft: str | None = Field(None, min_length=1)
+
+    @field_validator("draft")
+    @classmethod
+    def _draft_is_a_mode_or_a_model(cls, value: str | None) -> str | None:
+        if value is not None and value not in NGRAM_MODES and "/" not in value:
+            raise ValueError(f"draft is one of {', '.join(NGRAM_MODES)}, or a pulled model's org/repo")
+        return value
 
     @classmethod
     def parse(cls, option: str) -> tuple[str, ModelOptions]:
@@ -60,7 +69,7 @@ class ModelOptions(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(
-                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime"
+                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime, draft"
             ) from None
 
 
@@ -109,8 +118,9 @@ class Settings(BaseSettings):
     )
     model_options: Annotated[dict[str, ModelOptions], NoDecode] = Field(
         default_factory=dict,
-        description="Per-model ctx/parallel/ngl/threads/runtime: NAME:ctx=8192,parallel=2 (';'-separated in the "
-        "environment).",
+        description="Per-model ctx/parallel/ngl/threads/runtime/draft: NAME:ctx=8192,parallel=2 (';'-separated in "
+        "the environment); draft=ngram-mod (or another n-gram mode) or draft=org/small-model turns on speculative "
+        "decoding.",
     )
     responses_store: int = Field(
         256, ge=0, description="Responses kept in memory for GET /v1/responses/{id} and previous_response_id; 0 keeps none."

@@ -51,6 +51,17 @@ def test_llama_server_flags_say_what_common_params_say(model_type, reasoning):
     rank = params.pooling_type == xlc.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
     assert (args.get("pooling") == "rank") == rank == (model_type is ModelType.reranker)
     assert (args["host"], args["port"]) == (params.hostnames[0], str(params.port))
+    assert "spec-type" not in args and params.speculative.types == [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NONE]
+
+
+@pytest.mark.parametrize("fields", [{"speculative": "ngram-mod"},
+                                    {"speculative": "draft-simple", "draft_model_path": "/m/draft.gguf"}])
+def test_speculative_decoding_is_spelled_alike(fields):
+    s = spec(ModelType.llm, **fields)
+    params, args = build_params(s), flags(llama_server_args(s))
+    kind = f"COMMON_SPECULATIVE_TYPE_{args['spec-type'].upper().replace('-', '_')}"
+    assert params.speculative.types == [getattr(xlc.common_speculative_type, kind)]
+    assert args.get("spec-draft-model", "") == params.speculative.draft.mparams.path
 
 
 def test_the_api_key_never_reaches_argv():

@@ -11,7 +11,7 @@ from rich.logging import RichHandler
 
 from nexa.cli.common import console
 from nexa.config import Settings, load_settings
-from nexa.store import Store
+from nexa.store import ModelRef, Store
 
 _FIELDS = Settings.model_fields
 
@@ -114,6 +114,7 @@ def serve(
         f"on [cyan]http://{bind_host}:{bind_port}[/] (API docs at /docs)"
     )
     _announce_runtimes(settings)
+    _check_drafts(settings, store)
     if settings.ui:
         console.print(f"Chat in the browser: [cyan]http://{_url_host(bind_host)}:{bind_port}/[/]")
     if not settings.loopback() and not settings.api_keys:
@@ -139,6 +140,15 @@ def _announce_runtimes(settings: Settings) -> None:
         runtime = resolve(choice, settings.datadir)
         check_runs(runtime)
         console.print(f"{name + ' runs' if name else 'Models run'} on {describe(runtime)}")
+
+
+def _check_drafts(settings: Settings, store: Store) -> None:
+    """A draft model that is not pulled stops the start with the pull command, not a model's first load."""
+    for name, options in settings.model_options.items():
+        if options.draft and "/" in options.draft:
+            store.resolve(ModelRef.parse(options.draft))
+        if options.draft:
+            console.print(f"{name} decodes speculatively, drafting with {options.draft}")
 
 
 def _url_host(host: str) -> str:

@@ -33,6 +33,8 @@ class EngineSettings:
     embedding: bool
     rank_pooling: bool
     n_batch: int | None  # None: the engine's default (2048 / 512)
+    speculative: str | None  # llama.cpp's --spec-type, e.g. "ngram-mod"
+    draft_model: str | None
     warmup: bool = False  # an empty warm-up run only delays the load
     jinja: bool = True
     metrics: bool = True
@@ -55,6 +57,8 @@ def engine_settings(spec: WorkerSpec) -> EngineSettings:
         rank_pooling=spec.model_type is ModelType.reranker,
         # An embedding input is processed in one batch, so a batch must hold a whole slot's context.
         n_batch=spec.ctx if retrieval else None,
+        speculative=spec.speculative,
+        draft_model=spec.draft_model_path,
     )
 
 
@@ -88,6 +92,11 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
         params.n_batch = params.n_ubatch = s.n_batch
     if s.rank_pooling:
         params.pooling_type = xlc.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
+    if s.speculative:
+        kind = f"COMMON_SPECULATIVE_TYPE_{s.speculative.upper().replace('-', '_')}"
+        params.speculative.types = [getattr(xlc.common_speculative_type, kind)]
+    if s.draft_model:
+        params.speculative.draft.mparams.path = s.draft_model
     return params
 
 
@@ -118,4 +127,8 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         args += ["--batch-size", str(s.n_batch), "--ubatch-size", str(s.n_batch)]
     if s.rank_pooling:
         args += ["--pooling", "rank"]
+    if s.speculative:
+        args += ["--spec-type", s.speculative]
+    if s.draft_model:
+        args += ["--spec-draft-model", s.draft_model]
     return args

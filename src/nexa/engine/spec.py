@@ -9,6 +9,11 @@ from pydantic import BaseModel, Field
 from nexa.store.manifest import ModelType
 
 
+# llama.cpp's speculative decoding types that need no draft model: they draft from the context's own text.
+NGRAM_MODES = ("ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-cache")
+DRAFT_MODEL = "draft-simple"
+
+
 class WorkerSpec(BaseModel):
     """Sent to the worker on stdin (never argv, which other users can read: it carries the API key)."""
 
@@ -21,6 +26,10 @@ class WorkerSpec(BaseModel):
     threads: int = Field(ge=1)
     ngl: int = -1
     reasoning_format: Literal["parsed", "raw"] = "parsed"
+    speculative: str | None = Field(
+        None, description="llama.cpp's speculative decoding type (ngram-mod, draft-simple...); None drafts nothing.",
+    )
+    draft_model_path: str | None = Field(None, description="GGUF of the draft model, for draft-simple.")
     runtime: str = Field(
         "xllamacpp", description="What runs the model: 'xllamacpp' (the engine in a Python process) or the "
         "absolute path of a llama-server binary; nexa.runtime.runtimes.resolve() turns a user's choice into this.",

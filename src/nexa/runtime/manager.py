@@ -29,6 +29,7 @@ from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError
 from nexa.runtime import memory
 from nexa.runtime.runtimes import resolve as resolve_runtime
+from nexa.runtime.speculative import draft_fields
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
 
@@ -249,6 +250,7 @@ class ModelManager:
             reasoning_format=self.settings.reasoning_format,
             runtime=resolve_runtime(self.settings.runtime_for(manifest.name, quant), self.settings.datadir),
             api_key=Worker.new_api_key(),
+            **draft_fields(self.store, options.draft),
         )
 
     # ------------------------------------------------------------------ leasing
