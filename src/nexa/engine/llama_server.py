@@ -45,7 +45,7 @@ def _forward(stream, until: Callable[[bytes], bytes | None] | None = None) -> by
 
 
 def _stop_on_eof(child: subprocess.Popen) -> None:
-    sys.stdin.buffer.read()  # returns at EOF: the router is gone or wants us gone
+    sys.stdin.read()  # returns at EOF: the router is gone or wants us gone
     child.terminate()
     try:
         child.wait(_STOP_GRACE)
@@ -73,7 +73,9 @@ def serve(spec: WorkerSpec, announce: Callable[[dict], None]) -> int:
         announce({"ready": False, "error": f"{os.path.basename(spec.runtime)} exited with code {code}"})
         return 1
     announce({"ready": True, "address": found.decode()})
-    threading.Thread(target=_forward, args=(child.stderr,), daemon=True).start()
+    log = threading.Thread(target=_forward, args=(child.stderr,), daemon=True)
+    log.start()
     threading.Thread(target=_stop_on_eof, args=(child,), daemon=True).start()
     code = child.wait()
+    log.join(_STOP_GRACE)  # a crash's last words (an assert) reach the router before this worker exits
     return code if code >= 0 else 128 - code  # killed by a signal: the shell's convention
