@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -97,7 +98,8 @@ def free_port() -> int:
 
 
 class ServerProcess:
-    """`nexa serve` in a subprocess, as a user runs it."""
+    """`nexa serve` in a subprocess, as a user runs it. Its output is read as it comes: a pipe nobody
+    reads fills up at 64 KiB, and then the server's logging blocks its event loop."""
 
     def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"):
         self.port = free_port()
@@ -108,13 +110,22 @@ class ServerProcess:
              *args],
             env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self._lines.extend(self.process.stdout), daemon=True)
+        self._reader.start()
         self._wait_healthy()
+
+    @property
+    def output(self) -> str:
+        """Everything the server printed so far (all of it once stop() returned)."""
+        return "".join(self._lines)
 
     def _wait_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"nexa serve exited early:\n{self.process.stdout.read()}")
+                self._reader.join(5)
+                raise RuntimeError(f"nexa serve exited early:\n{self.output}")
             try:
                 if httpx.get(self.base_url + "/health", timeout=1).status_code == 200:
                     return
@@ -126,7 +137,7 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.send_signal(sig)
         code = self.process.wait(timeout)
-        self.output = self.process.stdout.read()
+        self._reader.join(5)
         return code
 
 

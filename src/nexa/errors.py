@@ -56,6 +56,11 @@ class Overloaded(NexaError):
         self.retry_after = retry_after  # seconds, sent as the Retry-After header
 
 
+def shutting_down() -> Overloaded:
+    """The refusal of a request that arrives once shutdown has begun."""
+    return Overloaded("the server is shutting down; retry once it is back", retry_after=5, code="server_shutting_down")
+
+
 class WorkerCrashed(NexaError):
     """The worker process died or stopped answering mid-request."""
 

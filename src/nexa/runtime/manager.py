@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
-from nexa.errors import ModelLoadFailed, Overloaded, StoreError
+from nexa.errors import ModelLoadFailed, Overloaded, StoreError, shutting_down
 from nexa.runtime import memory
 from nexa.runtime.runtimes import resolve as resolve_runtime
 from nexa.runtime.speculative import draft_fields
@@ -269,7 +269,7 @@ class ModelManager:
         """Lease a resolved model, loading it first if needed; `keep_alive` (seconds) replaces its keep-alive."""
         self._ensure_supervisor()
         if self._closing:
-            raise Overloaded("the server is shutting down; retry once it is back", retry_after=5, code="server_shutting_down")
+            raise shutting_down()
         model_id = f"{manifest.name}:{quant}"
         model = self._loaded.get(model_id)
         if model is not None and not model.worker.alive:

@@ -14,7 +14,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexa.config import Settings
-from nexa.errors import NexaError, Overloaded
+from nexa.errors import NexaError, shutting_down
 from nexa.runtime import ModelManager
 from nexa.server.app import create_app
 from nexa.server.errors import nexa_error_response
@@ -34,9 +34,7 @@ class _RefuseWhileDraining:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.refusing and scope["type"] == "http":
-            refusal = Overloaded("the server is shutting down; retry once it is back", retry_after=5,
-                                 code="server_shutting_down")
-            await nexa_error_response(refusal, scope["path"])(scope, receive, send)
+            await nexa_error_response(shutting_down(), scope["path"])(scope, receive, send)
             return
         await self.app(scope, receive, send)
 

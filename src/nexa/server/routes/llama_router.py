@@ -220,8 +220,9 @@ async def run_tool() -> dict[str, str]:
     return {"error": "nexa runs no tools on the server; use the browser's tools or MCP servers"}
 
 
-@router.api_route("/cors-proxy", methods=["GET", "POST", "DELETE"], response_model=None,
-                  responses={403: {"model": ErrorResponse}})
+@router.get("/cors-proxy", response_model=None)  # one decorator a method: each gets its own operation id
+@router.post("/cors-proxy", response_model=None)
+@router.delete("/cors-proxy", response_model=None)
 async def cors_proxy() -> None:
     """Off, as /props says (cors_proxy_enabled: false): the server fetches no URL for the browser."""
     raise Forbidden("nexa has no CORS proxy; reach MCP servers that allow the UI's origin directly",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
 
 import httpx
 from fastapi import APIRouter
@@ -36,7 +35,6 @@ from nexa.wire.openai import (
     Embedding,
     EmbeddingList,
     EmbeddingRequest,
-    ErrorResponse,
     Rerank,
     RerankDocument,
     Reranking,
@@ -48,7 +46,6 @@ from nexa.wire.openai import (
 
 router = APIRouter(tags=["retrieval"])
 
-_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404, 503)}
 
 
 async def _post_batches(client: httpx.AsyncClient, lease: Lease, path: str, bodies: list[dict]) -> list[bytes]:
@@ -68,7 +65,7 @@ def _usage(tokens: int) -> RetrievalUsage:
     return RetrievalUsage(prompt_tokens=tokens, total_tokens=tokens)
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingList, responses=_ERRORS)
+@router.post("/v1/embeddings", response_model=EmbeddingList)
 async def embeddings(request: EmbeddingRequest, manager: Manager, client: WorkerClient) -> Response:
     """One L2-normalised vector per input, in input order."""
     if request.dimensions is not None:
@@ -134,7 +131,7 @@ async def _scores(
     return scores, tokens
 
 
-@router.post("/v1/reranking", response_model=Reranking, responses=_ERRORS)
+@router.post("/v1/reranking", response_model=Reranking)
 async def reranking(request: RerankingRequest, manager: Manager, client: WorkerClient) -> Response:
     """Nexa's form: one score per document in input order, optionally normalised."""
     scores, tokens = await _scores(request, "/v1/reranking", request.documents, manager, client)
@@ -143,7 +140,7 @@ async def reranking(request: RerankingRequest, manager: Manager, client: WorkerC
     return await _json(Reranking(model=request.model, result=result, usage=_usage(tokens)))
 
 
-@router.post("/v1/rerank", response_model=Rerank, responses=_ERRORS)
+@router.post("/v1/rerank", response_model=Rerank)
 async def rerank(request: RerankRequest, manager: Manager, client: WorkerClient) -> Response:
     """Cohere/Jina/llama.cpp form: results best first, cut to top_n."""
     texts = [d if isinstance(d, str) else d.text for d in request.documents]
