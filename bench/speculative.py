@@ -10,13 +10,12 @@ requests are greedy and interleaved across the routers. The ratio against no dra
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from contextlib import ExitStack
 
 import httpx
 
-from harness import serve, starter_store
+from harness import print_ratio_table, serve, starter_store
 
 SYSTEM = {"role": "system", "content": "You are a helpful assistant."}
 CODE = "\n".join(
@@ -62,12 +61,7 @@ def main() -> None:
                     results.setdefault((task, mode), []).append(tokens_per_second(url, model, prompt, args.tokens))
     print(f"model: {model}, runtime {args.runtime}, 1 slot, {args.threads} threads, median of {args.runs} runs, "
           "tok/s over the whole request\n")
-    print("| task | " + " | ".join(MODES) + " |")
-    print("|---|" + "---|" * len(MODES))
-    for task in TASKS:
-        base = statistics.median(results[(task, "none")])
-        cells = [f"{(v := statistics.median(results[(task, m)])):.1f} ({v / base:.2f}x)" for m in MODES]
-        print(f"| {task} | " + " | ".join(cells) + " |")
+    print_ratio_table("task", list(TASKS), list(MODES), results, base="none")
 
 
 if __name__ == "__main__":
