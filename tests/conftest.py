@@ -101,7 +101,8 @@ class ServerProcess:
     """`nexa serve` in a subprocess, as a user runs it. Its output is read as it comes: a pipe nobody
     reads fills up at 64 KiB, and then the server's logging blocks its event loop."""
 
-    def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1"):
+    def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
+                 startup_timeout: float = 30.0):
         self.port = free_port()
         self.base_url = f"http://{host}:{self.port}"
         environ = {**os.environ, "NEXA_DATADIR": str(datadir), "NEXA_THREADS": "1", **(env or {})}
@@ -113,7 +114,7 @@ class ServerProcess:
         self._lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self._lines.extend(self.process.stdout), daemon=True)
         self._reader.start()
-        self._wait_healthy()
+        self._wait_healthy(startup_timeout)
 
     @property
     def output(self) -> str:
@@ -141,10 +142,10 @@ class ServerProcess:
         return code
 
 
-def worker_pids(datadir: Path) -> list[int]:
+def worker_pids(datadir: Path, variable: str = "NEXA_DATADIR") -> list[int]:
     """Live worker processes, and llama-server binaries, started for the store at `datadir` (found by their
-    inherited NEXA_DATADIR)."""
-    needle = f"NEXA_DATADIR={datadir}".encode()
+    inherited NEXA_DATADIR, or another `variable` set to it)."""
+    needle = f"{variable}={datadir}".encode()
     pids = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():

@@ -49,6 +49,13 @@ class ModelOptions(BaseModel):
     threads: int | None = Field(None, ge=1)
     runtime: str | None = Field(None, min_length=1)
     draft: str | None = Field(None, min_length=1)
+    # Placement on a Ray cluster (`nexa serve --ray`); ignored by a single-machine server.
+    replicas: int | None = Field(None, ge=0, description="Replicas to start with.")
+    min_replicas: int | None = Field(None, ge=0, description="Fewest replicas; 0 scales to zero when idle.")
+    max_replicas: int | None = Field(None, ge=1)
+    num_cpus: float | None = Field(None, ge=0)
+    num_gpus: float | None = Field(None, ge=0)
+    resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
 
     @field_validator("draft")
     @classmethod
@@ -63,13 +70,20 @@ class ModelOptions(BaseModel):
         name, sep, pairs = option.rpartition(":")
         if not sep or "=" not in pairs or not name:
             raise ValueError(f"model option {option!r} must look like org/repo[:QUANT]:ctx=8192,parallel=2")
-        values = dict(pair.split("=", 1) for pair in pairs.split(",") if pair.strip())
+        values: dict[str, Any] = {}
+        for pair in filter(str.strip, pairs.split(",")):
+            key, _, value = (part.strip() for part in pair.partition("="))
+            if key.startswith("resource."):  # resource.gpu_node=1: a custom Ray resource
+                values.setdefault("resources", {})[key.removeprefix("resource.")] = value
+            else:
+                values[key] = value
         try:
-            return name.strip(), cls.model_validate({k.strip(): v.strip() for k, v in values.items()})
+            return name.strip(), cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(
-                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime, draft"
+                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime, draft, "
+                "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME"
             ) from None
 
 

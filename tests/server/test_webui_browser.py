@@ -178,7 +178,9 @@ def test_the_ui_chats_loads_models_streams_thinks_sees_stops_remembers_and_pulls
     _new_chat_with(page, base, "qwen3-loop")
     _send(page, "Go on and on")
     page.get_by_text("Again and again.").first.wait_for()
-    page.get_by_role("button", name="Stop", exact=True).click()
+    # The button is re-rendered with each streamed token; under load it never holds still long enough
+    # for a pointer click, so the click event is sent to it straight away.
+    page.get_by_role("button", name="Stop", exact=True).dispatch_event("click")
     loop_id = "test/qwen3-loop:F32"
     _wait(lambda: [(m["in_flight"], m["slots_busy"]) for m in _ps(ui_server) if m["id"] == loop_id] == [(0, 0)],
           timeout=10, what="the stopped generation's slot to be freed")

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
+from rich.markup import escape
 
 from nexa import __version__
 from nexa.cli import chat, models, ps, runtime, serve
 from nexa.cli.common import err_console
+from nexa.cluster import launch
 from nexa.errors import NexaError
 
 app = typer.Typer(
@@ -29,9 +33,20 @@ def version() -> None:
     print(__version__)
 
 
+def _optional_values(argv: list[str]) -> list[str]:
+    """`--ray` takes an optional address; Typer knows no optional option values, so a bare `--ray`
+    (last, or before another option) gets its default here: a new local cluster."""
+    out = []
+    for i, word in enumerate(argv):
+        out.append(word)
+        if word == "--ray" and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            out.append(launch.LOCAL)
+    return out
+
+
 def main() -> None:
     try:
-        app()
+        app(args=_optional_values(sys.argv[1:]))
     except NexaError as exc:
-        err_console.print(f"[red]error:[/] {exc.message}")
+        err_console.print(f"[red]error:[/] {escape(exc.message)}")
         raise SystemExit(1) from None

@@ -10,6 +10,7 @@ import typer
 from rich.logging import RichHandler
 
 from nexa.cli.common import console
+from nexa.cluster import launch
 from nexa.config import Settings, load_settings
 from nexa.store import ModelRef, Store
 
@@ -85,6 +86,15 @@ def serve(
         Optional[list[str]],
         typer.Option("--model-option", help=_help("model_options") + " Repeatable.", show_default=_default("model_options")),
     ] = None,
+    ray: Annotated[
+        Optional[str],
+        typer.Option(
+            "--ray", metavar="[ADDRESS]",
+            help="Serve on a Ray cluster: alone (or 'local'), a new one on this machine; 'auto' or "
+            "ray://host:10001 an existing one. "
+            "Needs pip install 'nexa\\[ray]'.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the pulled models through an OpenAI-compatible API (default http://127.0.0.1:18181).
 
@@ -95,6 +105,7 @@ def serve(
       nexa serve --model-option org/big-model:ctx=16384,parallel=1 --model-option org/embedder:ngl=0
       nexa serve --runtime xllamacpp --model-option org/big-model:runtime=auto
       nexa serve --host 0.0.0.0 --api-key "$(openssl rand -hex 24)" --media-root ~/pictures
+      nexa serve --ray auto --model-option org/model:replicas=2,num_cpus=4,resource.big_node=1
     """
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl, runtime=runtime,
@@ -105,6 +116,8 @@ def serve(
         model_options=model_option,
     )
     settings = load_settings(**flags)
+    if ray is not None:
+        launch.require_ray()  # before anything else is said: without the extra, nothing would follow
     _setup_logging(settings.log_level)
     store = Store(settings.datadir)
     bind_host, bind_port = settings.bind()
@@ -125,6 +138,10 @@ def serve(
         )
     if not names:
         console.print("No models yet: run [bold]nexa starter[/] or [bold]nexa pull org/repo[/] in another terminal.")
+    if ray is not None:
+        console.print(f"Models run as Ray Serve deployments on the cluster at {ray}")
+        launch.run(settings, ray)
+        return
     from nexa.runtime import ModelManager  # on use: the server stack slows every other nexa command
     from nexa.server import serving
 

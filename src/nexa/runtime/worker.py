@@ -30,6 +30,16 @@ def engine_error(line: str) -> str | None:
     return match.group(2).strip() if match and match.group(1) == "E" else None
 
 
+async def busy_slots(client: httpx.AsyncClient, base_url: str, headers: dict[str, str]) -> int | None:
+    """Slots generating right now, from the engine's /slots; None when the worker does not answer."""
+    try:
+        response = await asyncio.wait_for(client.get(base_url + "/slots", headers=headers), 2.0)
+        response.raise_for_status()
+        return sum(1 for slot in response.json() if slot.get("is_processing"))
+    except (httpx.HTTPError, asyncio.TimeoutError, ValueError, TypeError, AttributeError):
+        return None
+
+
 class Worker:
     """One model in one process, in its own process group so that terminal signals reach only the router."""
 
@@ -62,13 +72,11 @@ class Worker:
         return {"Authorization": f"Bearer {self.spec.api_key}"}
 
     async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
-        """Slots generating right now, from the engine's /slots; None when the worker does not answer."""
-        try:
-            response = await client.get(self.base_url + "/slots", headers=self.headers, timeout=2.0)
-            response.raise_for_status()
-            return sum(1 for slot in response.json() if slot.get("is_processing"))
-        except (httpx.HTTPError, ValueError, TypeError, AttributeError):
-            return None
+        return await busy_slots(client, self.base_url, self.headers)
+
+    async def replicas(self) -> list[dict] | None:
+        """None: one process on this machine (a model on a Ray cluster lists its replicas here)."""
+        return None
 
     async def start(self, timeout: float) -> None:
         """Spawn the process and wait until the model is loaded; ModelLoadFailed says why it was not."""

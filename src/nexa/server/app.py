@@ -20,14 +20,17 @@ from nexa.server.routes import llama_router
 from nexa.wire.openai import ChatCompletionChunk
 
 
-def create_app(manager: ModelManager) -> FastAPI:
+def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+    """The router's app. `worker_transport` is how requests reach workers: loopback HTTP by default, or
+    Ray Serve handles when the models run on a cluster (nexa.cluster)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Generations can run for minutes: no read timeout; idle connections expire
         # before llama.cpp's own 5 s keep-alive does.
         limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=4.0)
         timeout = httpx.Timeout(None, connect=5.0)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout) as client:
+        async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=worker_transport) as client:
             app.state.worker_client = client
             try:
                 await manager.start()

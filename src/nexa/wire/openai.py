@@ -452,6 +452,15 @@ class Rerank(BaseModel):
 # ---------------------------------------------------------------- admin: loaded models
 
 
+class Replica(BaseModel):
+    """One replica of a model on a Ray cluster (`nexa serve --ray`)."""
+
+    replica: str = Field(description="Ray Serve's replica id.")
+    state: str = Field(description="Ray's actor state: ALIVE, PENDING_CREATION, RESTARTING ...")
+    node: str | None = Field(description="The Ray node it runs on.")
+    pid: int | None = Field(description="The replica's process on that node.")
+
+
 class RunningModel(BaseModel):
     """A loaded model, as `GET /v1/ps` and `nexa ps` show it."""
 
@@ -469,6 +478,9 @@ class RunningModel(BaseModel):
     keep_alive: float = Field(description="Seconds it stays loaded once idle; negative: until unloaded.")
     expires_in: float | None = Field(description="Seconds until keep-alive unloads it; null while serving or kept.")
     loaded_at: int = Field(description="Unix time it finished loading.")
+    replicas: list[Replica] | None = Field(
+        None, description="On a Ray cluster, its replicas and their nodes (it may have none while scaled to zero)."
+    )
 
 
 class RunningModelList(BaseModel):

@@ -39,6 +39,7 @@ async def _running(model: LoadedModel, client: WorkerClient, now: float) -> Runn
         keep_alive=model.keep_alive,
         expires_in=None if expires is None else round(max(0.0, expires - now), 3),
         loaded_at=int(model.loaded_at),
+        replicas=await model.worker.replicas(),
     )
 
 

@@ -1,0 +1,67 @@
+"""The router's way to a replica: an httpx transport that sends each worker request through Ray Serve.
+
+A deployment's base URL is `http://<app>.nexa-ray`; the transport calls that application's `relay`
+as a streaming handle call and hands its chunks back as the response body. So the relay, every API
+dialect and the disconnect handling stay as they are for local workers: closing the response cancels
+the call on the replica, and a replica lost mid-answer is an httpx error, which the relay already turns
+into a clean error (JSON, or a final SSE error event)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+DOMAIN = "nexa-ray"
+
+
+def base_url(app: str) -> str:
+    return f"http://{app}.{DOMAIN}"
+
+
+class _ReplicaStream(httpx.AsyncByteStream):
+    def __init__(self, call: Any):
+        self._call = call
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._call:
+                yield chunk
+        except Exception as exc:  # the replica or its node died mid-answer (RayActorError, ActorDiedError ...)
+            raise httpx.ReadError(f"replica lost: {exc.__class__.__name__}") from exc
+
+    async def aclose(self) -> None:
+        self._call.cancel()  # a no-op once it has ended; otherwise the replica stops generating
+
+
+class ReplicaTransport(httpx.AsyncBaseTransport):
+    """Worker requests over Ray Serve handles, one handle per model application, made once."""
+
+    def __init__(self) -> None:
+        self._handles: dict[str, Any] = {}
+        self.answered: Counter[tuple[str, str, str]] = Counter()  # (app, replica, node ip) -> requests
+
+    def _handle(self, app: str) -> Any:
+        if app not in self._handles:
+            from ray import serve
+
+            self._handles[app] = serve.get_app_handle(app).options(stream=True, method_name="relay")
+        return self._handles[app]
+
+    def forget(self, app: str) -> None:
+        """The application was deleted: a later deployment under the same name gets a fresh handle."""
+        self._handles.pop(app, None)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        app = (request.url.host or "").removesuffix("." + DOMAIN)
+        body = await request.aread()
+        try:
+            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None)
+            head = await call.__anext__()
+        except Exception as exc:  # no replica could take it, or it died before answering
+            raise httpx.ConnectError(f"no replica of {app} answered: {exc}", request=request) from exc
+        self.answered[app, head["replica"], head["node_ip"]] += 1
+        headers = {"content-type": head["content_type"], "x-nexa-replica": head["replica"], "x-nexa-node": head["node_ip"]}
+        return httpx.Response(head["status"], headers=headers, stream=_ReplicaStream(call), request=request)

@@ -1,0 +1,227 @@
+"""`nexa serve --ray` on a real multi-node Ray cluster on this machine (ray.cluster_utils.Cluster).
+
+Nodes carry custom resources so placement is checked, not assumed: `node_b` pins one model to one node,
+and each `slot` holds one replica of the replicated model, so its two replicas sit on node_a and node_b
+and a replacement can only go to node_c, which the node-failure test adds."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from nexa.store import Store
+from tests.conftest import ServerProcess, worker_pids
+
+ray = pytest.importorskip("ray", reason="the Ray tests need pip install -e '.[ray]'")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+pytestmark = pytest.mark.ray
+
+KEY = "ray-test-key"
+PINNED = "test/qwen3-text"  # on node_b only, never scaled to zero
+REPLICATED = "test/qwen3-random"  # exactly two replicas, one per `slot`
+ELASTIC = "test/llama-text"  # the default: one replica, gone after the keep-alive, back on the next request
+MARK = "NEXA_RAY_TEST_CLUSTER"  # set in every process of the cluster, so its engine workers can be found
+
+
+def until(check: Callable[[], object], timeout: float, what: str) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    mark = str(tmp_path_factory.mktemp("ray-mark"))
+    os.environ[MARK] = mark  # the raylets inherit it, and through them every replica and its worker
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    nodes.node_a = nodes.add_node(num_cpus=1, resources={"slot": 1})
+    nodes.node_b = nodes.add_node(num_cpus=1, resources={"slot": 1, "node_b": 1})
+    nodes.mark = mark
+    yield nodes
+    nodes.shutdown()
+    del os.environ[MARK]
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster: Cluster, session_store: Store) -> Iterator[ServerProcess]:
+    server = ServerProcess(
+        session_store.root, "--ray", cluster.address, "--api-key", KEY, "--keepalive", "4", "--log-level", "info",
+        "--model-option", f"{PINNED}:resource.node_b=1,num_cpus=0,min_replicas=1",
+        "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=8192",
+        "--model-option", f"{ELASTIC}:num_cpus=0",
+        startup_timeout=120,
+    )
+    yield server
+    server.stop(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def api(ray_server: ServerProcess) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ray_server.base_url, headers={"Authorization": f"Bearer {KEY}"}, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def chat_client(ray_server: ServerProcess) -> openai.OpenAI:
+    return openai.OpenAI(base_url=ray_server.base_url + "/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def chat(client: openai.OpenAI, model: str, max_tokens: int = 16) -> str:
+    answer = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=max_tokens)
+    assert answer.model == model
+    return answer.choices[0].message.content or ""
+
+
+def replicas(api: httpx.Client, model: str) -> list[dict]:
+    for running in api.get("/v1/ps").json()["data"]:
+        if running["id"].startswith(model + ":"):
+            return running["replicas"]
+    return []
+
+
+def alive(api: httpx.Client, model: str) -> list[dict]:
+    return [r for r in replicas(api, model) if r["state"] == "ALIVE"]
+
+
+def answered_by(api: httpx.Client, model: str) -> dict[str, float]:
+    """Requests per replica of `model`, from /metrics' replica labels."""
+    pattern = re.compile(r'nexa_replica_requests_total\{model="' + re.escape(model) + r':[^"]*",node="[^"]*",replica="([^"]+)"\} (\S+)')
+    return {m.group(1): float(m.group(2)) for m in pattern.finditer(api.get("/metrics").text)}
+
+
+def test_a_model_pinned_to_one_node_is_served_through_the_ingress_on_another(
+    cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI
+) -> None:
+    assert chat(chat_client, PINNED) == "Hello from a scripted model."
+    (replica,) = alive(api, PINNED)
+    assert replica["node"] == cluster.node_b.node_id
+    ingress_node = cluster.head_node.node_id
+    assert replica["node"] != ingress_node
+
+
+def test_a_stream_is_relayed_event_by_event(chat_client: openai.OpenAI) -> None:
+    stream = chat_client.chat.completions.create(
+        model=PINNED, messages=[{"role": "user", "content": "hi"}], stream=True, max_tokens=16
+    )
+    deltas = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
+    assert len(deltas) > 3
+    assert "".join(deltas) == "Hello from a scripted model."
+
+
+def test_a_client_that_leaves_frees_the_replicas_slot(api: httpx.Client) -> None:
+    body = {"model": PINNED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "max_tokens": 900, "ignore_eos": True}
+    with api.stream("POST", "/v1/chat/completions", json=body) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: {"):
+                break
+        assert api.get("/v1/ps").json()["data"][0]["slots_busy"] is not None
+    busy = lambda: next(m["slots_busy"] for m in api.get("/v1/ps").json()["data"] if m["id"].startswith(PINNED))  # noqa: E731
+    until(lambda: busy() == 0, 10, "the replica's slot to be freed after the client left")
+
+
+def test_two_replicas_both_take_traffic(cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI) -> None:
+    threads = [threading.Thread(target=chat, args=(chat_client, REPLICATED, 24)) for _ in range(12)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    placed = alive(api, REPLICATED)
+    assert {r["node"] for r in placed} == {cluster.node_a.node_id, cluster.node_b.node_id}
+    counts = answered_by(api, REPLICATED)
+    assert len(counts) == 2 and all(count >= 1 for count in counts.values()), counts
+    assert sum(counts.values()) >= 12
+
+
+def test_auth_and_errors_keep_each_dialects_shape(ray_server: ServerProcess, api: httpx.Client) -> None:
+    bare = httpx.post(ray_server.base_url + "/v1/chat/completions", json={"model": PINNED, "messages": []})
+    assert bare.status_code == 401 and bare.json()["error"]["type"] == "authentication_error"
+    missing = api.post("/v1/chat/completions", json={"model": "test/nowhere", "messages": [{"role": "user", "content": "x"}]})
+    assert missing.status_code == 404 and "nexa pull test/nowhere" in missing.json()["error"]["message"]
+    claude = anthropic.Anthropic(base_url=ray_server.base_url, api_key=KEY, max_retries=0)
+    with pytest.raises(anthropic.NotFoundError) as caught:
+        claude.messages.create(model="test/nowhere", max_tokens=8, messages=[{"role": "user", "content": "x"}])
+    assert caught.value.body["type"] == "error" and caught.value.body["error"]["type"] == "not_found_error"
+    answer = claude.messages.create(model=PINNED, max_tokens=16, messages=[{"role": "user", "content": "hi"}])
+    assert answer.content[0].text == "Hello from a scripted model."
+    ollama_error = api.post("/api/chat", json={"model": "test/nowhere", "messages": [{"role": "user", "content": "x"}]})
+    assert ollama_error.status_code == 404 and set(ollama_error.json()) == {"error"}
+
+
+def test_an_idle_model_scales_to_zero_and_back(api: httpx.Client, chat_client: openai.OpenAI) -> None:
+    assert chat(chat_client, ELASTIC) == "Bonjour tout le monde"
+    until(lambda: not replicas(api, ELASTIC), 90, f"{ELASTIC} to scale to zero after its 4 s keep-alive")
+    started = time.monotonic()
+    assert chat(chat_client, ELASTIC) == "Bonjour tout le monde"
+    cold = time.monotonic() - started
+    assert alive(api, ELASTIC)
+    print(f"cold replica: first answer after {cold:.2f} s")
+
+
+def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewhere(
+    cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI
+) -> None:
+    node_c = cluster.add_node(num_cpus=1, resources={"slot": 1})
+    body = {"model": REPLICATED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
+            "max_tokens": 8000, "ignore_eos": True}
+    endings: list[str] = []
+    started = threading.Semaphore(0)
+
+    def stream() -> None:
+        with api.stream("POST", "/v1/chat/completions", json=body) as answer:
+            assert answer.status_code == 200
+            last = ""
+            for line in answer.iter_lines():
+                if not last and line.startswith("data: {"):
+                    started.release()
+                last = line or last
+            endings.append(last)
+
+    streams = [threading.Thread(target=stream) for _ in range(4)]
+    for thread in streams:
+        thread.start()
+    for _ in streams:
+        assert started.acquire(timeout=60)
+    cluster.remove_node(cluster.node_a)
+    for thread in streams:
+        thread.join(120)
+    assert len(endings) == 4
+    print(f"streams when node_a went: {sum(e == 'data: [DONE]' for e in endings)} finished, "
+          f"{sum(e != 'data: [DONE]' for e in endings)} ended with an error event: {set(endings)}")
+    for last in endings:  # finished, or told why not: never cut without a word
+        assert last == "data: [DONE]" or '"error"' in last, last
+    until(lambda: chat(chat_client, REPLICATED, 4) is not None, 60, "an answer from a surviving replica")
+    moved = until(
+        lambda: {r["node"] for r in alive(api, REPLICATED)} == {cluster.node_b.node_id, node_c.node_id},
+        120, "the lost replica to come back on node_c",
+    )
+    assert moved
+    for _ in range(4):
+        chat(chat_client, REPLICATED, 4)
+
+
+def test_sigterm_removes_every_nexa_application_and_leaves_no_worker(cluster: Cluster, ray_server: ServerProcess) -> None:
+    assert worker_pids(Path(cluster.mark), variable=MARK), "the replicas' engine workers should be running now"
+    assert ray_server.stop(timeout=90) == 0
+    until(lambda: not worker_pids(Path(cluster.mark), variable=MARK), 60, "every engine worker on every node to exit")
+    from ray import serve
+
+    ray.init(address=cluster.address, namespace="nexa-test")
+    try:
+        assert not [name for name in serve.status().applications if name.startswith("nexa")]
+    finally:
+        ray.shutdown()
