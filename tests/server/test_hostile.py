@@ -22,7 +22,7 @@ from tests.conftest import TINY, ServerProcess, import_tiny
 from tests.fixtures.tiny_models import make_chat_llm
 
 HI = [{"role": "user", "content": "hi"}]
-TEXT, LOOP = "test/qwen3-text", "test/loop"
+TEXT, LOOP, LOOP2 = "test/qwen3-text", "test/loop", "test/loop-two-slots"
 LONG = 30_000  # loop-model tokens: well over 10 s of generation (see test_lifecycle)
 BODY_TIMEOUT = 2
 
@@ -123,7 +123,9 @@ def own_server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iter
     files = tmp_path_factory.mktemp("hostile-files")
     make_chat_llm(str(files / "loop.gguf"), script=["Tick", " tock"], loop=True, n_ctx=65536)
     import_tiny(store, files, LOOP, ["loop.gguf"], None)
+    import_tiny(store, files, LOOP2, ["loop.gguf"], None)
     process = ServerProcess(store.root, "--model-option", f"{LOOP}:ctx=32768,parallel=1",
+                            "--model-option", f"{LOOP2}:ctx=65536,parallel=2",
                             "--body-timeout", str(BODY_TIMEOUT), host="127.0.0.2")
     yield process
     process.stop()
@@ -152,6 +154,30 @@ def test_a_non_streamed_generation_stops_when_its_client_leaves(own_http, own_se
     wait_for(lambda: busy(own_http, loop_id) == 0, timeout=20)
     reply = own_http.post("/v1/chat/completions", json={"model": LOOP, "messages": HI, "max_tokens": 4})
     assert reply.json()["choices"][0]["message"]["content"] == "Tick tockTick tock"  # the one slot is free again
+
+
+def test_a_non_streamed_generation_stops_when_its_client_leaves_while_another_streams(own_http, own_server):
+    """llama.cpp polls a waiting connection only after a quiet second, and a neighbour's tokens are never quiet."""
+    loop_id, done = f"{LOOP2}:F32", threading.Event()
+    stream_body = {"model": LOOP2, "messages": HI, "max_tokens": LONG, "stream": True}
+
+    def neighbour() -> None:
+        with httpx.stream("POST", own_server.base_url + "/v1/chat/completions", json=stream_body, timeout=60) as stream:
+            for _ in stream.iter_lines():
+                if done.is_set():
+                    return
+
+    thread = threading.Thread(target=neighbour)
+    thread.start()
+    try:
+        wait_for(lambda: busy(own_http, loop_id) == 2, timeout=30)  # the stream's slot, and its lease
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(own_server.base_url + "/v1/chat/completions", json={**stream_body, "stream": False},
+                       timeout=httpx.Timeout(60, read=1))
+        wait_for(lambda: busy(own_http, loop_id) == 2, timeout=5)  # was 3 until the stream ended
+    finally:
+        done.set()
+        thread.join()
 
 
 def _trickle(port: int, first: bytes, drip: bytes, limit: float) -> tuple[float, bytes]:

@@ -1,7 +1,8 @@
 """Relay a request to a model's worker and its answer back, JSON or server-sent events.
 
-The worker is llama.cpp's own server; its bodies are already OpenAI-shaped, so the
-router passes bytes through and only renames `model` to what the client asked for.
+The worker is llama.cpp's own server; its bodies are already OpenAI-shaped, so the router passes
+streamed bytes through and only renames `model` to what the client asked for. Non-streamed
+generations are streamed from the engine too, and collected (nexa.server.collect).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from fastapi.responses import Response, StreamingResponse
 from nexa.errors import EngineRefused, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.server.body import unless_client_leaves
+from nexa.server.collect import Collector
 from nexa.server.errors import error_body
 from nexa.server.metrics import note_model, note_usage
 
@@ -116,15 +118,9 @@ async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = FAN_OU
 
 
 async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
-    """Send a non-streaming request; the lease is released when the answer is in."""
-    try:
-        response = await call(client, lease, "POST", path, body)
-    finally:
-        lease.release()
-    if response.status_code >= 400:
-        raise engine_refusal(response.status_code, response.content)
-    rename = ModelRenamer(lease.model.id, requested)
-    return Response(rename(response.content), media_type="application/json")
+    """A non-streamed generation; the lease is released when the answer is in."""
+    answer = await fetch_json(client, lease, path, body)
+    return Response(json.dumps({**answer, "model": requested}, ensure_ascii=False), media_type="application/json")
 
 
 async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
@@ -177,8 +173,22 @@ def _without_usage(line: str) -> str:
 
 
 async def fetch_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    """A non-streaming answer, parsed, for dialects that translate it; the lease is released when it is in.
-    An engine error is raised as EngineRefused, so each dialect's handler shapes it."""
+    """A non-streamed generation, parsed; the lease is released when it is in. It is asked of the engine as a
+    stream and collected (see nexa.server.collect), so a client that leaves stops it. An engine error is raised
+    as EngineRefused, so each dialect's handler shapes it."""
+    if body.get("tools") and body.get("logprobs"):  # the engine streams neither together
+        return await _fetch_whole(client, lease, path, body)
+    collector = Collector()
+
+    async def collect() -> None:
+        async for chunk in await open_chunks(client, lease, path, body):
+            collector.feed(chunk)
+
+    await unless_client_leaves(collect())
+    return collector.result()
+
+
+async def _fetch_whole(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> dict[str, Any]:
     try:
         response = await call(client, lease, "POST", path, body)
     finally:
@@ -206,9 +216,11 @@ async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body:
     request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     try:
         upstream = await client.send(request, stream=True)
-    except httpx.HTTPError as exc:
+    except BaseException as exc:  # a client that left cancels it here too
         lease.release()
-        raise _crashed(lease, exc) from exc
+        if isinstance(exc, httpx.HTTPError):
+            raise _crashed(lease, exc) from exc
+        raise
     if upstream.status_code >= 400:
         content = await upstream.aread()
         await upstream.aclose()

@@ -53,7 +53,7 @@ async def chat_completions(
     legacy = uses_functions(request)
     request = upgrade_functions(request)
     lease, body = await start_chat(request, manager, media, keep_cache=keep_cache)
-    if not legacy:  # the fast path: the engine's bytes, passed through
+    if not legacy:  # the fast path: the engine's answer as it is
         relay = post_stream if request.stream else post_json
         return await relay(client, lease, "/v1/chat/completions", body, request.model)
     # The deprecated functions form: the reply carries `function_call` instead of tool calls.
