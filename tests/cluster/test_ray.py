@@ -19,7 +19,8 @@ import openai
 import pytest
 
 from nexa.store import Store
-from tests.conftest import ServerProcess, worker_pids
+from nexa.hub.starter import STARTER_NAME, fetch_starter
+from tests.conftest import TINY, ServerProcess, import_tiny, cache_dir, worker_pids
 
 ray = pytest.importorskip("ray", reason="the Ray tests need pip install -e '.[ray]'")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -30,6 +31,7 @@ KEY = "ray-test-key"
 PINNED = "test/qwen3-text"  # on node_b only, never scaled to zero
 REPLICATED = "test/qwen3-random"  # exactly two replicas, one per `slot`
 ELASTIC = "test/llama-text"  # the default: one replica, gone after the keep-alive, back on the next request
+LONG = STARTER_NAME  # a real model (SmolLM2-135M): 4,000 tokens take it a minute here, time to leave mid-way
 MARK = "NEXA_RAY_TEST_CLUSTER"  # set in every process of the cluster, so its engine workers can be found
 
 
@@ -57,10 +59,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 @pytest.fixture(scope="module")
-def ray_server(cluster: Cluster, session_store: Store) -> Iterator[ServerProcess]:
+def ray_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store:
+    store = Store(tmp_path_factory.mktemp("ray-store"))
+    for name in (PINNED, REPLICATED, ELASTIC):
+        import_tiny(store, tiny_dir, name, *TINY[name])
+    fetch_starter(store, cache_dir() / "wheels")
+    return store
+
+
+@pytest.fixture(scope="module")
+def ray_server(cluster: Cluster, ray_store: Store) -> Iterator[ServerProcess]:
     server = ServerProcess(
-        session_store.root, "--ray", cluster.address, "--api-key", KEY, "--keepalive", "4", "--log-level", "info",
+        ray_store.root, "--ray", cluster.address, "--api-key", KEY, "--keepalive", "4", "--log-level", "info",
         "--model-option", f"{PINNED}:resource.node_b=1,num_cpus=0,min_replicas=1",
+        "--model-option", f"{LONG}:num_cpus=0,ctx=8192,parallel=1",
         "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=8192",
         "--model-option", f"{ELASTIC}:num_cpus=0",
         startup_timeout=120,
@@ -123,15 +135,22 @@ def test_a_stream_is_relayed_event_by_event(chat_client: openai.OpenAI) -> None:
 
 
 def test_a_client_that_leaves_frees_the_replicas_slot(api: httpx.Client) -> None:
-    body = {"model": PINNED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
-            "max_tokens": 900, "ignore_eos": True}
+    """LONG has one replica with one slot: the next request is answered only once the engine stopped."""
+    body = {"model": LONG, "messages": [{"role": "user", "content": "Tell a long story."}], "stream": True,
+            "max_tokens": 4000, "ignore_eos": True}
     with api.stream("POST", "/v1/chat/completions", json=body) as stream:
+        events = 0
         for line in stream.iter_lines():
-            if line.startswith("data: {"):
+            events += line.startswith("data: {")
+            if events == 20:
                 break
-        assert api.get("/v1/ps").json()["data"][0]["slots_busy"] is not None
-    busy = lambda: next(m["slots_busy"] for m in api.get("/v1/ps").json()["data"] if m["id"].startswith(PINNED))  # noqa: E731
-    until(lambda: busy() == 0, 10, "the replica's slot to be freed after the client left")
+        assert events == 20, line
+    left = time.monotonic()
+    after = api.post("/v1/chat/completions", json={**body, "stream": False, "max_tokens": 4})
+    waited = time.monotonic() - left
+    assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 4
+    assert waited < 10, f"the next request waited {waited:.1f} s: the left generation kept the slot"
+    print(f"the next request was answered {waited:.2f} s after the client left")
 
 
 def test_two_replicas_both_take_traffic(cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI) -> None:

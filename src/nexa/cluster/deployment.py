@@ -9,13 +9,14 @@ import asyncio
 import hashlib
 import logging
 import re
+import time
 from typing import Any
 
 import httpx
 
 from nexa.cluster.placement import deployment_options
 from nexa.cluster.replica import ModelReplica
-from nexa.cluster.transport import ReplicaTransport, base_url
+from nexa.cluster.transport import PROBE, ReplicaTransport, base_url
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
@@ -24,6 +25,8 @@ from nexa.runtime.worker import busy_slots
 log = logging.getLogger("nexa.cluster")
 
 APP_PREFIX = "nexa-model-"
+# Seconds after a model's latest request during which /v1/ps asks its replica for busy slots.
+PROBE_WINDOW = 10.0
 _ACTIVE = {"RUNNING", "DEPLOYING", "UPSCALING", "DOWNSCALING"}
 
 
@@ -52,11 +55,12 @@ class ServeDeployment:
         return not self._closed.is_set()
 
     async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
-        """Busy slots of whichever replica answers (all of them when it has one); None when it has none
-        (asking would start one: a look at /v1/ps must not undo a scale to zero)."""
-        if not self.base_url or not any(r["state"] == "ALIVE" for r in await self.replicas()):
+        """Busy slots of whichever replica answers (all of them when it has one). Asked only while the model is
+        in use: Serve counts the question as load, so asking an idle model would keep it from scaling to zero
+        (or start a replica); None then."""
+        if not self.base_url or time.monotonic() - self._transport.last_request.get(self.app, -PROBE_WINDOW) > PROBE_WINDOW:
             return None
-        return await busy_slots(client, self.base_url, self.headers)
+        return await busy_slots(client, self.base_url, {PROBE: "1"})
 
     async def start(self, timeout: float) -> None:
         """Deploy, and wait until its first replica has the model loaded (pulled first where its node lacks it)."""

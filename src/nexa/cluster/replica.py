@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from nexa.engine.spec import WorkerSpec
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
+
+if TYPE_CHECKING:  # huggingface_hub is slow to import: only a replica that pulls needs it
+    from nexa.hub.resolve import RepoFiles
 
 log = logging.getLogger("nexa.replica")
 
@@ -28,13 +31,13 @@ class _PullLog:
     def status(self, text: str) -> None:
         log.info("%s: %s", self._name, text)
 
-    def listed(self, files: Any) -> None:
-        log.info("%s: pulling %d files", self._name, len(files.files))
+    def listed(self, files: RepoFiles) -> None:
+        log.info("%s: found in %s at %s", self._name, files.repo, files.revision[:12])
 
     def waiting(self, repo: str) -> None:
         log.info("%s: another replica on this node is pulling it; waiting", repo)
 
-    def file(self, name: str, size: int) -> Any:
+    def file(self, name: str, size: int) -> Callable[[int], None]:
         log.info("%s: downloading %s (%d bytes)", self._name, name, size)
         return lambda done: None
 

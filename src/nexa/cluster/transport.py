@@ -8,6 +8,7 @@ into a clean error (JSON, or a final SSE error event)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import httpx
 
 DOMAIN = "nexa-ray"
+PROBE = "x-nexa-probe"  # marks the router's own look at a replica, which is not use
 
 
 def base_url(app: str) -> str:
@@ -42,6 +44,7 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
     def __init__(self) -> None:
         self._handles: dict[str, Any] = {}
         self.answered: Counter[tuple[str, str, str]] = Counter()  # (app, replica, node ip) -> requests
+        self.last_request: dict[str, float] = {}  # app -> monotonic time of its latest client request
 
     def _handle(self, app: str) -> Any:
         if app not in self._handles:
@@ -57,6 +60,8 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         app = (request.url.host or "").removesuffix("." + DOMAIN)
         body = await request.aread()
+        if PROBE not in request.headers:
+            self.last_request[app] = time.monotonic()
         try:
             call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None)
             head = await call.__anext__()
