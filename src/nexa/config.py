@@ -120,6 +120,11 @@ class Settings(BaseSettings):
         default_factory=default_memory_budget,
         description="Memory all loaded models may take (bytes, or 8GiB, 512MB); idle models are unloaded to fit.",
     )
+    device_memory_budget: ByteSize | None = Field(
+        None,
+        description="Memory loaded models may take on each GPU (bytes, or 20GiB); default 90% of each GPU's "
+        "memory as its runtime reports it. Only a GPU runtime has one: see 'nexa runtime list'.",
+    )
     max_loaded_models: int = Field(0, ge=0, description="Most models loaded at once; 0 means only the budget limits.")
     max_queue: int = Field(
         256, ge=0, description="Most requests waiting at once for a model that cannot load yet; more get 503."

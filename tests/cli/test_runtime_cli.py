@@ -20,6 +20,15 @@ def test_list_shows_each_runtime_its_llama_cpp_build_and_cpu_features(tmp_path):
     assert "xllamacpp" in listing
 
 
+def test_list_shows_the_gpus_a_runtime_reports_with_their_memory(tmp_path):
+    fake_runtime(tmp_path, "llama-server-b11434-avx2-cuda", ["GGML_AVX", "GGML_AVX2"], gpu="cuda",
+                 devices="  CUDA0: NVIDIA H100 80GB HBM3 (81007 MiB, 80466 MiB free)")
+    fake_runtime(tmp_path, "llama-server-b11434-avx2-vulkan", ["GGML_AVX", "GGML_AVX2"], gpu="vulkan")
+    listing = run_nexa(env_for(tmp_path), "runtime", "list").stdout
+    assert "CUDA0: NVIDIA H100 80GB HBM3 (84.9 GB)" in listing
+    assert "vulkan (no device visible)" in listing
+
+
 def test_build_does_nothing_when_this_build_is_installed(tmp_path):
     from nexa.runtime.build import plan_for_machine
 

@@ -11,6 +11,8 @@ import pytest
 from nexa.config import Settings
 from nexa.errors import ModelLoadFailed, Overloaded
 from nexa.runtime import ModelManager
+from nexa.runtime.accelerators import Accelerator
+from nexa.runtime.memory import Footprint
 from nexa.store import FileEntry, Manifest, ModelRef, ModelType, QuantEntry, Store
 
 pytestmark = pytest.mark.anyio
@@ -35,6 +37,10 @@ class FakeWorker:
         self._fail = fail
         self._gate = gate
         self._exited = asyncio.Event()
+        self.reported: Footprint | None = None  # what its engine says it allocated
+
+    def footprint(self) -> Footprint | None:
+        return self.reported
 
     @property
     def alive(self) -> bool:
@@ -81,13 +87,21 @@ def manifest(name: str, size: int = 100) -> Manifest:
 A, B, C = manifest("t/a"), manifest("t/b"), manifest("t/c")
 
 
-def make_manager(tmp_path, factory: Factory, **settings) -> ModelManager:
-    """Each model's estimate is its file size, so budgets are easy to reason about. A, B and C are in the store."""
+def by_size(spec, weights: int, gpus: dict[str, int]) -> Footprint:
+    """Each model's estimate is its file size, so budgets are easy to reason about; with a GPU and ngl other
+    than 0 it all goes on the first GPU but 10 bytes."""
+    if gpus and spec.ngl != 0:
+        return Footprint(10, {next(iter(gpus)): weights})
+    return Footprint(weights)
+
+
+def make_manager(tmp_path, factory: Factory, gpus: tuple[Accelerator, ...] = (), models=(), **settings):
+    """A, B and C (and `models`) are in the store; `gpus` are what every runtime reports."""
     config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, **settings})
     store = Store(tmp_path)
-    for model in (A, B, C):
+    for model in (A, B, C, *models):
         store.save(model)
-    return ModelManager(store, config, worker_factory=factory, estimator=lambda spec, weights: weights)
+    return ModelManager(store, config, worker_factory=factory, estimator=by_size, gpus=lambda runtime: gpus)
 
 
 async def until(condition, timeout: float = 3.0) -> None:
@@ -346,3 +360,57 @@ async def test_model_options_override_serve_settings(tmp_path):
     spec_a, spec_b = manager.spec(A, "Q4_0"), manager.spec(B, "Q4_0")
     assert (spec_a.ctx, spec_a.parallel) == (8192, 1) and (spec_b.ctx, spec_b.parallel) == (1024, 4)
     assert manager.ctx_for(A, "Q4_0") == 8192
+
+
+GPU = (Accelerator("CUDA0", "a fake GPU", total=1000, free=1000),)  # a budget of 900 by default
+G1, G2 = manifest("t/g1", 500), manifest("t/g2", 500)
+
+
+async def test_a_gpu_model_makes_room_on_its_gpu_not_in_ram(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory, GPU, models=(G1, G2), model_options={"t/c": {"ngl": 0}})
+    (await manager.acquire(C, "Q4_0")).release()  # the least recently used, but in RAM only
+    (await manager.acquire(G1, "Q4_0")).release()
+    assert manager.memory_used() == Footprint(110, {"CUDA0": 500}) and manager.device_budgets() == {"CUDA0": 900}
+    (await manager.acquire(G2, "Q4_0")).release()  # 500 + 500 > 900 on CUDA0: g1 makes way, c stays
+    assert ids(manager) == {"t/c:Q4_0", "t/g2:Q4_0"}
+    assert manager.stats.unloads["t/g1:Q4_0", "evicted"] == 1
+    await manager.close()
+
+
+async def test_what_the_engine_reported_replaces_the_estimate(tmp_path):
+    factory = Factory()
+    manager = make_manager(tmp_path, factory, GPU, models=(G1, G2))
+    factory.gate = asyncio.Event()
+    loading = asyncio.create_task(manager.acquire(G1, "Q4_0"))
+    await until(lambda: factory.workers)
+    factory.workers[0].reported = Footprint(300, {"CUDA0": 350})  # the engine kept part of it in RAM
+    factory.gate.set()
+    (await loading).release()
+    assert manager.memory_used() == Footprint(300, {"CUDA0": 350})
+    (await manager.acquire(G2, "Q4_0")).release()  # 350 + 500 fits 900: both stay
+    assert ids(manager) == {"t/g1:Q4_0", "t/g2:Q4_0"}
+    await manager.close()
+
+
+async def test_a_model_larger_than_its_gpu_budget_is_refused_with_ngl_set_and_split_when_the_engine_chooses(tmp_path):
+    big = manifest("t/big", 2000)
+    options = {"model_options": {"t/big:Q4_0": {"ngl": 99}}}
+    manager = make_manager(tmp_path, Factory(), GPU, models=(big,), memory_budget=5000, **options)
+    with pytest.raises(Overloaded) as refused:
+        await manager.acquire(big, "Q4_0")
+    message = refused.value.message
+    assert "on CUDA0" in message and "device budget of 0.00 GiB" in message and "ngl=-1" in message
+    manager = make_manager(tmp_path, Factory(), GPU, models=(big,), memory_budget=5000)  # ngl -1: the default
+    lease = await manager.acquire(big, "Q4_0")
+    assert lease.model.footprint == Footprint(10 + 1100, {"CUDA0": 900})  # the rest stays in RAM
+    lease.release()
+    await manager.close()
+
+
+async def test_the_device_budget_can_be_set(tmp_path):
+    manager = make_manager(tmp_path, Factory(), GPU, models=(G1, G2), device_memory_budget=1200)
+    (await manager.acquire(G1, "Q4_0")).release()
+    (await manager.acquire(G2, "Q4_0")).release()
+    assert ids(manager) == {"t/g1:Q4_0", "t/g2:Q4_0"} and manager.device_budgets() == {"CUDA0": 1200}
+    await manager.close()

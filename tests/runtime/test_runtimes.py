@@ -17,11 +17,16 @@ AMX_CPU = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512cd"
            "avx512bw", "avx512_vnni", "avx512_bf16", "avx512vbmi", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16"}
 
 
-def fake_runtime(datadir: Path, name: str, options: list[str], gpu: str | None = None) -> Path:
+def fake_runtime(datadir: Path, name: str, options: list[str], gpu: str | None = None,
+                 devices: str = "  (none)") -> Path:
+    """An installed runtime whose binary answers --version, and --list-devices with `devices`."""
     folder = datadir / "runtimes" / name
     folder.mkdir(parents=True)
     binary = folder / "llama-server"
-    binary.write_text("#!/bin/sh\necho 'version: 0.6.0-dev (build 11434, commit unknown)'\n")
+    binary.write_text(f"""#!/bin/sh
+if [ "$1" = --list-devices ]; then printf 'Available devices:\\n{devices}\\n'; exit 0; fi
+echo 'version: 0.6.0-dev (build 11434, commit unknown)'
+""")
     binary.chmod(0o755)
     (folder / "runtime.json").write_text(json.dumps({"build": "11434", "cpu_options": options, "gpu": gpu}))
     return binary

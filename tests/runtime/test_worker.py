@@ -10,7 +10,9 @@ import pytest
 
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
+from nexa.runtime.memory import PROCESS_BASELINE
 from nexa.runtime.worker import Worker, engine_error
+from nexa.store.gguf_meta import read_shape
 from nexa.store import ModelType
 from tests.conftest import native_binary, native_datadir
 
@@ -74,3 +76,23 @@ def test_only_error_level_engine_lines_count_and_lose_their_time_stamp():
         "llama_model_load: error loading model: bad")
     assert engine_error("0.00.007.153 I srv    load_model: loading model 'x.gguf'") is None
     assert engine_error("ggml.c:1234: GGML_ASSERT(x) failed") is None
+
+
+async def loaded_footprint(path: Path, runtime: str, parallel: int):
+    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=1024,
+                               parallel=parallel, threads=1, runtime=runtime, api_key=Worker.new_api_key()))
+    await worker.start(timeout=60)
+    try:
+        return worker.footprint()
+    finally:
+        await worker.close()
+
+
+async def test_a_loaded_worker_reports_what_its_engine_allocated(tiny_dir, runtime):
+    path = tiny_dir / "qwen3-random.gguf"
+    one, two = await loaded_footprint(path, runtime, 1), await loaded_footprint(path, runtime, 2)
+    assert one is not None and one.devices == {} and two.devices == {}  # this machine has no GPU
+    assert one.ram - PROCESS_BASELINE >= path.stat().st_size  # the weights' buffer, at least
+    # A second slot adds its own 1,024 tokens of KV cache; the compute buffer barely changes.
+    kv = read_shape(str(path)).kv_bytes_per_token() * 1024
+    assert kv <= two.ram - one.ram < kv + 4 * 1024 * 1024

@@ -101,6 +101,10 @@ def test_two_models_are_served_at_once_each_in_its_own_worker(http, server):
     text, other = loaded[model_id(http, TEXT)], loaded[model_id(http, OTHER)]
     assert text["pid"] != other["pid"] and text["memory"] > 0 and text["type"] == "llm"
     assert (text["parallel"], text["slots_busy"], text["in_flight"]) == (4, 0, 0)
+    listed = http.get("/v1/ps").json()  # as its engine reported allocating: in RAM, no GPU here
+    assert text["memory_estimate"] > memory.PROCESS_BASELINE and text["device_memory"] == {}
+    assert listed["memory_estimate"] >= text["memory_estimate"] + other["memory_estimate"]
+    assert listed["device_memory_budget"] == listed["device_memory"] == {}
     shown = subprocess.run([sys.executable, "-m", "nexa", "ps", "--host", server.base_url],
                            capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
     assert shown.returncode == 0 and text["id"] in shown.stdout and str(text["pid"]) in shown.stdout
@@ -207,7 +211,7 @@ def test_small_budget_evicts_the_least_recently_used_model_and_preload_loads_at_
     estimates = []
     for name in (TEXT, OTHER):
         manifest, quant = manager.resolve(name)
-        estimates.append(memory.estimate(manager.spec(manifest, quant), manifest.quants[quant].size))
+        estimates.append(memory.estimate(manager.spec(manifest, quant), manifest.quants[quant].size, {}).ram)
     budget = max(estimates) + min(estimates) // 2  # room for one of the two, never both
     server = ServerProcess(lifecycle_store.root, "--memory-budget", str(budget), "--preload", TEXT,
                            env={"NEXA_DATADIR": str(lifecycle_store.root) + "//"})

@@ -49,21 +49,26 @@ def ps(
     """
     url = server_url(host)
     running = fetch(url, first_key(api_key))
-    budget = f"{human_size(running.memory_estimate)} of the {human_size(running.memory_budget)} memory budget"
+    budget = f"{human_size(running.memory_estimate)} of the {human_size(running.memory_budget)} memory budget" + "".join(
+        f", {human_size(running.device_memory.get(name, 0))} of {human_size(size)} on {name}"
+        for name, size in running.device_memory_budget.items()
+    )
     if not running.data:
         console.print(f"No models loaded at {url} ({budget} in use); they load on their first request.")
         return
     table = Table(title=f"Loaded at {url} ({budget} estimated in use)", title_justify="left")
     for column, justify in (("MODEL", "left"), ("TYPE", "left"), ("PID", "right"), ("MEMORY", "right"),
-                            ("ESTIMATE", "right"), ("SLOTS BUSY", "right"), ("QUEUED", "right"),
-                            ("IDLE", "right"), ("UNLOADS IN", "right")):
+                            ("ESTIMATE", "right"), ("GPU", "right"), ("SLOTS BUSY", "right"),
+                            ("QUEUED", "right"), ("IDLE", "right"), ("UNLOADS IN", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for model in running.data:
         busy = "?" if model.slots_busy is None else str(model.slots_busy)
         expires = "never" if model.keep_alive < 0 else _duration(model.expires_in)
         table.add_row(
             model.id, model.type, str(model.pid or "-"), human_size(model.memory) if model.memory else "-",
-            human_size(model.memory_estimate), f"{busy}/{model.parallel}", str(model.queued),
+            human_size(model.memory_estimate),
+            ", ".join(f"{human_size(size)} {name}" for name, size in model.device_memory.items()) or "-",
+            f"{busy}/{model.parallel}", str(model.queued),
             _duration(model.idle_seconds) if not model.in_flight else "serving", expires,
         )
     console.print(table)

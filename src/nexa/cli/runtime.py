@@ -9,11 +9,12 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Column, Table
 
-from nexa.cli.common import DataDirOpt, console
+from nexa.cli.common import DataDirOpt, console, human_size
 from nexa.config import default_datadir
 from nexa.runtime import build as native
+from nexa.runtime.accelerators import accelerators
 from nexa.runtime.cpu import feature_names
-from nexa.runtime.runtimes import installed, read_runtime, runtimes_dir
+from nexa.runtime.runtimes import XLLAMACPP, installed, read_runtime, runtimes_dir
 
 app = typer.Typer(help="Native llama-server runtimes: build one for this machine, list those installed.",
                   no_args_is_help=True)
@@ -79,12 +80,21 @@ def list_command(data_dir: DataDirOpt = None) -> None:
     found = installed(datadir)
     table = Table(Column("name", no_wrap=True), "llama.cpp", "CPU features", "GPU", "runs here")
     for runtime in found:
+        runs = runtime.runs_here()  # a build for another CPU is not asked: it could die of SIGILL
         table.add_row(runtime.name, f"b{runtime.build}", " ".join(feature_names(runtime.cpu_options)) or "native",
-                      runtime.gpu or "-", "yes" if runtime.runs_here() else "no")
-    table.add_row("xllamacpp", "(wheel)", "portable", "-", "yes")
+                      _gpus(str(runtime.binary), runtime.gpu) if runs else runtime.gpu or "-", "yes" if runs else "no")
+    table.add_row(XLLAMACPP, "(wheel)", "portable", _gpus(XLLAMACPP, None), "yes")
     console.print(table)
     if not found:
         console.print(f"No native runtime in {runtimes_dir(datadir)}: build one with [bold]nexa runtime build[/].")
+
+
+def _gpus(runtime: str, built_for: str | None) -> str:
+    """The GPUs a runtime reports it can use, with their memory (what the device-memory budget is sized by)."""
+    found = [f"{gpu.name}: {gpu.description} ({human_size(gpu.total)})" for gpu in accelerators(runtime)]
+    if found:
+        return "\n".join(found)
+    return f"{built_for} (no device visible)" if built_for else "-"
 
 
 def register(root: typer.Typer) -> None:

@@ -20,7 +20,7 @@ _FIELDS = Settings.model_fields
 _SHOWN_DEFAULTS = {
     "threads": "all cores", "datadir": "~/.cache/nexa", "api_keys": "none", "origins": "localhost origins",
     "max_body": "32 MiB", "media_root": "none",
-    "memory_budget": "75% of RAM", "preload": "none", "model_options": "none",
+    "memory_budget": "75% of RAM", "device_memory_budget": "90% of each GPU", "preload": "none", "model_options": "none",
 }
 
 
@@ -72,6 +72,10 @@ def serve(
     memory_budget: Annotated[
         Optional[str], typer.Option(help=_help("memory_budget"), show_default=_default("memory_budget"))
     ] = None,
+    device_memory_budget: Annotated[
+        Optional[str],
+        typer.Option(help=_help("device_memory_budget"), show_default=_default("device_memory_budget")),
+    ] = None,
     max_loaded_models: Annotated[
         Optional[int], typer.Option(help=_help("max_loaded_models"), show_default=_default("max_loaded_models"))
     ] = None,
@@ -112,6 +116,7 @@ def serve(
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
+        device_memory_budget=device_memory_budget,
         max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
         model_options=model_option,
     )

@@ -96,6 +96,10 @@ class ServeDeployment:
         serve.run(replica.bind(spec, str(self._settings.datadir), self._settings.load_timeout),
                   name=self.app, route_prefix=None)
 
+    def footprint(self) -> None:
+        """Ray places and sizes replicas; the router keeps no budget of its own for them."""
+        return None
+
     async def wait(self) -> int:
         await self._closed.wait()
         return 0

@@ -14,6 +14,7 @@ from nexa.cluster.deployment import ServeDeployment, replicas_of
 from nexa.cluster.transport import ReplicaTransport
 from nexa.config import Settings
 from nexa.runtime import ModelManager
+from nexa.runtime.memory import Footprint
 from nexa.server.app import create_app
 from nexa.store import Store
 
@@ -57,7 +58,7 @@ class NexaIngress:
         self._manager = ModelManager(
             Store(settings.datadir), routing,
             worker_factory=lambda spec: ServeDeployment(spec, settings, self._transport),  # type: ignore[arg-type,return-value]
-            estimator=lambda spec, weights: 0,
+            estimator=lambda spec, weights, gpus: Footprint(), gpus=lambda runtime: (),
         )
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Serve's hook, called once after __init__

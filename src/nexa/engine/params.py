@@ -36,6 +36,9 @@ class EngineSettings:
     speculative: str | None  # llama.cpp's --spec-type, e.g. "ngram-mod"
     draft_model: str | None
     warmup: bool = False  # an empty warm-up run only delays the load
+    # 4 (trace) adds the library's load report: each buffer's size and device, which the memory budget
+    # counts (nexa.runtime.memory.LoadReport); per request it adds a few lines, no per-token ones.
+    log_verbosity: int = 4
     jinja: bool = True
     metrics: bool = True
     kv_unified: bool = False
@@ -83,6 +86,7 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
         xlc.common_reasoning_format, f"COMMON_REASONING_FORMAT_{s.reasoning_format.upper()}"
     )
     params.warmup = s.warmup
+    params.verbosity = s.log_verbosity
     params.hostnames = ["127.0.0.1"]
     params.port = 0
     params.api_keys = [spec.api_key]
@@ -114,6 +118,7 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         "--reasoning-format", s.reasoning_format,
         "--host", "127.0.0.1", "--port", "0",
         "--no-ui",
+        "--log-verbosity", str(s.log_verbosity),
     ]
     if s.mmproj:
         args += ["--mmproj", s.mmproj]

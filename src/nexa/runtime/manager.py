@@ -21,13 +21,15 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError, shutting_down
 from nexa.runtime import memory
+from nexa.runtime.accelerators import Accelerator, accelerators
+from nexa.runtime.memory import Footprint, gib
 from nexa.runtime.runtimes import resolve as resolve_runtime
 from nexa.runtime.speculative import draft_fields
 from nexa.runtime.worker import Worker
@@ -36,7 +38,8 @@ from nexa.store import Manifest, ModelRef, Store
 log = logging.getLogger("nexa.manager")
 
 WorkerFactory = Callable[[WorkerSpec], Worker]
-Estimator = Callable[[WorkerSpec, int], int]
+Estimator = Callable[[WorkerSpec, int, Mapping[str, int]], Footprint]
+Accelerators = Callable[[str], tuple[Accelerator, ...]]
 
 # A worker that ran this long before dying was healthy: its crash starts the back-off afresh.
 STABLE_AFTER = 60.0
@@ -49,16 +52,15 @@ RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
-GIB = 1024**3
+# Share of each GPU's memory the models may take by default: the rest is the driver's and other programs'.
+DEVICE_SHARE = 0.9
+# llama.cpp's ngl: -1 lets it offload as many layers as fit; -2 is all of them, whatever they need.
+AUTO_LAYERS = -1
 
 
 def backoff(failures: int) -> float:
     """Seconds to wait before the next try after `failures` in a row: 0, 1, 2, 4 ... 60."""
     return 0.0 if failures <= 1 else min(MAX_BACKOFF, 2.0 ** (failures - 2))
-
-
-def _gib(n: int) -> str:
-    return f"{n / GIB:.2f} GiB"
 
 
 @dataclass(eq=False)  # identity: one worker, kept in sets
@@ -68,7 +70,7 @@ class LoadedModel:
     quant: str
     worker: Worker
     spec: WorkerSpec
-    estimate: int = 0  # bytes, from nexa.runtime.memory.estimate
+    footprint: Footprint = field(default_factory=Footprint)  # as its runtime reported it, else as estimated
     keep_alive: float = 300.0  # seconds idle before unloading; negative keeps it loaded
     in_flight: int = 0
     last_used: float = field(default_factory=time.monotonic)
@@ -166,17 +168,20 @@ class ModelManager:
         settings: Settings,
         worker_factory: WorkerFactory = Worker,
         estimator: Estimator = memory.estimate,
+        gpus: Accelerators = accelerators,
     ):
         self.store = store
         self.settings = settings
         self.stats = ManagerStats()
         self._worker_factory = worker_factory
         self._estimate = estimator
+        self._gpus = gpus
+        self._device_sizes: dict[str, int] = {}  # every GPU a runtime in use reported: name -> bytes
         self._loaded: dict[str, LoadedModel] = {}
         self._retiring: set[LoadedModel] = set()  # out of service; each closes once its requests end
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
         self._waiting: Counter[str] = Counter()  # requests waiting for each load under way
-        self._reserved: dict[str, int] = {}  # estimates of models being loaded
+        self._reserved: dict[str, Footprint] = {}  # estimates of models being loaded
         self._failures: dict[str, _Failures] = {}
         self._admission = asyncio.Lock()  # the queue for room: FIFO, one eviction decision at a time
         self._room = asyncio.Event()  # set when a model became idle or closed
@@ -222,10 +227,16 @@ class ModelManager:
         return [m for m in self._loaded.values()
                 if m.manifest.name.lower() == ref.repo.lower() and ref.quant in (None, m.quant)]
 
-    def memory_used(self) -> int:
-        """Estimated bytes held by models (loaded or still closing) and reserved by loads under way."""
+    def device_budgets(self) -> dict[str, int]:
+        """Bytes models may take on each GPU a runtime reported: --device-memory-budget, else 90% of it."""
+        fixed = self.settings.device_memory_budget
+        return {name: int(fixed) if fixed is not None else int(size * DEVICE_SHARE)
+                for name, size in self._device_sizes.items()}
+
+    def memory_used(self) -> Footprint:
+        """What models hold (loaded or still closing) and loads under way have reserved, in RAM and per GPU."""
         held = [*self._loaded.values(), *self._retiring]
-        return sum(m.estimate for m in held) + sum(self._reserved.values())
+        return memory.total([*(m.footprint for m in held), *self._reserved.values()])
 
     def _places_used(self) -> int:
         return len(self._loaded) + len(self._retiring) + len(self._reserved)
@@ -338,10 +349,14 @@ class ModelManager:
     async def _load(self, model_id: str, manifest: Manifest, quant: str) -> LoadedModel:
         spec = self.spec(manifest, quant)
         weights = manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
-        need = await asyncio.to_thread(self._estimate, spec, weights)  # parses the GGUF header: off the loop
+        gpus = await asyncio.to_thread(self._gpus, spec.runtime)  # asks the runtime once: off the loop
+        self._device_sizes.update({gpu.name: gpu.total for gpu in gpus})
+        need = await asyncio.to_thread(self._estimate, spec, weights, {gpu.name: gpu.total for gpu in gpus})
+        if spec.ngl == AUTO_LAYERS:  # the engine picks the GPU layers (its --fit): what does not fit stays in RAM
+            need = memory.fit_devices(need, self.device_budgets())
         await self._admit(model_id, need)
         worker = self._worker_factory(spec)
-        log.info("loading %s (about %s)", model_id, _gib(need))
+        log.info("loading %s (about %s)", model_id, need.describe())
         started = time.monotonic()
         try:
             await worker.start(self.settings.load_timeout)
@@ -356,9 +371,10 @@ class ModelManager:
         finally:
             self._reserved.pop(model_id, None)
         took = time.monotonic() - started
-        log.info("loaded %s in %.2f s (pid %s)", model_id, took, worker.pid)
+        footprint = worker.footprint() or need
+        log.info("loaded %s in %.2f s (pid %s; holds %s)", model_id, took, worker.pid, footprint.describe())
         model = LoadedModel(
-            id=model_id, manifest=manifest, quant=quant, worker=worker, spec=spec, estimate=need,
+            id=model_id, manifest=manifest, quant=quant, worker=worker, spec=spec, footprint=footprint,
             keep_alive=self.settings.keepalive, load_seconds=took,
         )
         self.stats.loads[model_id] += 1
@@ -370,16 +386,10 @@ class ModelManager:
         self._notify()
         return model
 
-    async def _admit(self, model_id: str, need: int) -> None:
-        """Wait, first come first served, until `need` more bytes and one more model fit; then reserve them.
-        Gives up with 503 after --queue-timeout seconds."""
-        budget = self.memory_budget
-        if need > budget:
-            raise Overloaded(
-                f"model '{model_id}' needs about {_gib(need)}, more than the whole memory budget of {_gib(budget)}; "
-                f"raise --memory-budget or give it a smaller context (--model-option {model_id}:ctx=2048,parallel=1)",
-                code="memory_budget",
-            )
+    async def _admit(self, model_id: str, need: Footprint) -> None:
+        """Wait, first come first served, until `need` (in RAM and on each GPU) and one more model fit; then
+        reserve it. Gives up with 503 after --queue-timeout seconds."""
+        self._check_whole_budgets(model_id, need)
         deadline = time.monotonic() + self.settings.queue_timeout
         try:
             await asyncio.wait_for(self._admission.acquire(), self.settings.queue_timeout)
@@ -402,10 +412,27 @@ class ModelManager:
         finally:
             self._admission.release()
 
-    async def _make_room(self, model_id: str, need: int, draining: list[LoadedModel]) -> bool:
-        """Take the least recently used models out of service, if that makes `need` more bytes and one more
-        model fit once they close: idle ones close now, busy ones when their requests end (added to `draining`).
-        True if it fits now."""
+    def _check_whole_budgets(self, model_id: str, need: Footprint) -> None:
+        """A model larger than a whole budget can never load: say so at once, with the fix."""
+        smaller = f"give it a smaller context (--model-option {model_id}:ctx=2048,parallel=1)"
+        if need.ram > self.memory_budget:
+            raise Overloaded(
+                f"model '{model_id}' needs about {gib(need.ram)} of RAM, more than the whole memory budget of "
+                f"{gib(self.memory_budget)}; raise --memory-budget or {smaller}", code="memory_budget",
+            )
+        budgets = self.device_budgets()
+        for name, size in need.devices.items():
+            if size > budgets.get(name, size):
+                raise Overloaded(
+                    f"model '{model_id}' needs about {gib(size)} on {name}, more than its device budget of "
+                    f"{gib(budgets[name])}; offload fewer layers (--model-option {model_id}:ngl=-1 lets the "
+                    f"engine choose), raise --device-memory-budget or {smaller}", code="memory_budget",
+                )
+
+    async def _make_room(self, model_id: str, need: Footprint, draining: list[LoadedModel]) -> bool:
+        """Take the least recently used models out of service, if that makes `need` and one more model fit
+        once they close: idle ones close now, busy ones when their requests end (added to `draining`). Only a
+        model that frees what is short is taken: a CPU model stays when a GPU is full. True if it fits now."""
         self._room.clear()
         now = time.monotonic()
         candidates = sorted(
@@ -417,8 +444,9 @@ class ModelManager:
         for victim in candidates:
             if self._fits(need, used, places):
                 break
-            victims.append(victim)
-            used, places = used - victim.estimate, places - 1
+            if self._helps(victim.footprint, need, used, places):
+                victims.append(victim)
+                used, places = used - victim.footprint, places - 1
         if victims and self._fits(need, used, places):
             for victim in victims:
                 log.info("%s %s to make room for %s", "retiring (after its requests end)" if victim.in_flight
@@ -427,9 +455,19 @@ class ModelManager:
             await asyncio.gather(*(self._retire(victim, "evicted") for victim in victims))
         return self._fits(need, self.memory_used(), self._places_used())
 
-    def _fits(self, need: int, used: int, places: int) -> bool:
-        limit = self.settings.max_loaded_models
-        return used + need <= self.memory_budget and not (limit and places >= limit)
+    def _short(self, need: Footprint, used: Footprint, places: int) -> tuple[bool, set[str], bool]:
+        """What keeps `need` from fitting: RAM, which GPUs, a model place."""
+        limit, budgets = self.settings.max_loaded_models, self.device_budgets()
+        devices = {name for name, size in need.devices.items()
+                   if name in budgets and used.devices.get(name, 0) + size > budgets[name]}
+        return used.ram + need.ram > self.memory_budget, devices, bool(limit and places >= limit)
+
+    def _fits(self, need: Footprint, used: Footprint, places: int) -> bool:
+        return not any(self._short(need, used, places))
+
+    def _helps(self, held: Footprint, need: Footprint, used: Footprint, places: int) -> bool:
+        ram, devices, place = self._short(need, used, places)
+        return place or (ram and held.ram > 0) or any(held.devices.get(name, 0) > 0 for name in devices)
 
     def _restore(self, models: list[LoadedModel]) -> None:
         """Put drained models that are still serving back in service, unless a new load of theirs is under way."""
@@ -441,12 +479,15 @@ class ModelManager:
                 model.retired = None
                 log.info("%s serves on: the load it made room for was given up", model.id)
 
-    def _no_room(self, model_id: str, need: int) -> Overloaded:
-        budget, limit = self.memory_budget, self.settings.max_loaded_models
-        busy = ", ".join(f"{m.id} ({_gib(m.estimate)})" for m in (*self._loaded.values(), *self._retiring) if m.in_flight)
+    def _no_room(self, model_id: str, need: Footprint) -> Overloaded:
+        budget, limit, used = self.memory_budget, self.settings.max_loaded_models, self.memory_used()
+        busy = ", ".join(f"{m.id} ({m.footprint.describe()})"
+                         for m in (*self._loaded.values(), *self._retiring) if m.in_flight)
+        devices = "".join(f", {gib(used.devices.get(name, 0))} of the {gib(size)} budget on {name}"
+                          for name, size in self.device_budgets().items() if name in need.devices)
         return Overloaded(
-            f"cannot load '{model_id}' (about {_gib(need)}) within {self.settings.queue_timeout:g} s: "
-            f"{_gib(self.memory_used())} of the {_gib(budget)} memory budget"
+            f"cannot load '{model_id}' (about {need.describe()}) within {self.settings.queue_timeout:g} s: "
+            f"{gib(used.ram)} of the {gib(budget)} memory budget{devices}"
             + (f" and {self._places_used()} of {limit} model places" if limit else "")
             + f" are held by models serving requests ({busy or 'loads under way'}); retry when they finish, "
             "or raise --memory-budget / --max-loaded-models",

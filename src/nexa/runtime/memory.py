@@ -1,34 +1,150 @@
-"""How much memory a model takes once loaded, estimated from its GGUF header before loading it.
+"""How much memory a model takes, in RAM and on each accelerator: estimated from its GGUF header before
+it loads, then as its runtime reports it once loaded.
 
-The memory budget compares these estimates, not live RSS: a model must be admitted
-before its worker exists, and RSS of memory-mapped weights grows only as pages are touched.
+The memory budget compares these figures, not live RSS: a model must be admitted before its worker exists,
+and RSS of memory-mapped weights grows only as pages are touched. Once loaded, the engine's own account of
+each buffer it allocated (model, KV cache, output, compute; per device) replaces the estimate, so a GPU
+model counts against its device's budget and only its host buffers against RAM.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexa.engine.spec import WorkerSpec
 from nexa.store.gguf_meta import read_shape
 
 MIB = 1024 * 1024
+GIB = 1024 * MIB
 # A worker with xllamacpp imported and a tiny model loaded holds about 70 MiB (measured).
 PROCESS_BASELINE = 96 * MIB
 _UBATCH = 512  # llama.cpp's default micro-batch: the compute buffer holds logits for that many tokens
 _LOGIT_BYTES = 4
 
 
-def estimate(spec: WorkerSpec, weight_bytes: int) -> int:
-    """Bytes the worker will hold: weights (model, projector) + KV cache for ctx x parallel + compute + process.
+@dataclass(frozen=True)
+class Footprint:
+    """Bytes held in RAM and on each accelerator, by the runtime's device name (CUDA0, Vulkan0 ...)."""
+
+    ram: int = 0
+    devices: Mapping[str, int] = field(default_factory=dict)
+
+    def __add__(self, other: Footprint) -> Footprint:
+        devices = dict(self.devices)
+        for name, size in other.devices.items():
+            devices[name] = devices.get(name, 0) + size
+        return Footprint(self.ram + other.ram, devices)
+
+    def __sub__(self, other: Footprint) -> Footprint:
+        return self + Footprint(-other.ram, {name: -size for name, size in other.devices.items()})
+
+    @property
+    def device_bytes(self) -> int:
+        return sum(self.devices.values())
+
+    def describe(self) -> str:
+        """'1.20 GiB RAM, 3.40 GiB on CUDA0': how logs and errors name it."""
+        parts = [f"{gib(self.ram)} RAM", *(f"{gib(size)} on {name}" for name, size in self.devices.items() if size)]
+        return ", ".join(parts)
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:.2f} GiB"
+
+
+def total(footprints: Iterable[Footprint]) -> Footprint:
+    return sum(footprints, Footprint())
+
+
+def estimate(spec: WorkerSpec, weight_bytes: int, accelerators: Mapping[str, int]) -> Footprint:
+    """What the worker will hold: weights (model, projector, draft model) + KV cache for ctx x parallel +
+    compute + process. With accelerators (name -> total bytes, as the runtime reports them), the offloaded
+    share (spec.ngl of the model's layers; all for -1) goes to them in proportion to their size, as
+    llama.cpp's layer split does.
 
     `weight_bytes` is the sum of the files' sizes (all shards and the projector), from the manifest.
     """
+    draft = file_size(spec.draft_model_path)
     shape = read_shape(spec.model_path)
     if shape is None:
-        return weight_bytes + PROCESS_BASELINE
-    kv = shape.kv_bytes_per_token() * spec.ctx * spec.parallel
+        return Footprint(weight_bytes + draft + PROCESS_BASELINE)
+    tokens = spec.ctx * spec.parallel
+    kv = shape.kv_bytes_per_token() * tokens
+    draft_shape = read_shape(spec.draft_model_path) if spec.draft_model_path else None
+    draft_kv = draft_shape.kv_bytes_per_token() * tokens if draft_shape else 0
     compute = shape.n_vocab * _UBATCH * _LOGIT_BYTES
-    return weight_bytes + kv + compute + PROCESS_BASELINE
+    engine = weight_bytes + kv + compute + draft + draft_kv
+    on_devices = int(engine * offloaded_share(spec.ngl, shape.n_layer)) if accelerators else 0
+    return Footprint(engine - on_devices + PROCESS_BASELINE, _spread(on_devices, accelerators))
+
+
+def offloaded_share(ngl: int, n_layer: int) -> float:
+    """Share of the model that `ngl` GPU layers put on the device: llama.cpp counts the output layer as one
+    more; a negative ngl (-1 auto, -2 all) offloads them all, or as many as fit (see fit_devices)."""
+    return 1.0 if ngl < 0 else min(1.0, ngl / (n_layer + 1))
+
+
+def _spread(size: int, accelerators: Mapping[str, int]) -> dict[str, int]:
+    whole = sum(accelerators.values())
+    return {name: size * capacity // whole for name, capacity in accelerators.items()} if size and whole else {}
+
+
+def fit_devices(need: Footprint, room: Mapping[str, int]) -> Footprint:
+    """`need` with what exceeds each device's room moved to RAM: what llama.cpp does itself (--fit) when it
+    may choose the GPU layers (ngl -1), so such a model is admitted partly offloaded, not refused."""
+    devices = {name: max(0, min(size, room.get(name, size))) for name, size in need.devices.items()}
+    moved = need.device_bytes - sum(devices.values())
+    return Footprint(need.ram + moved, devices)
+
+
+def file_size(path: str | None) -> int:
+    try:
+        return os.path.getsize(path) if path else 0
+    except OSError:
+        return 0
+
+
+# "load_tensors:   CPU_Mapped model buffer size =    92.10 MiB", "llama_kv_cache:      CUDA0 KV buffer size = ...",
+# "llama_context:  CUDA_Host  output buffer size = ...", "sched_reserve:        CPU compute buffer size = ...".
+_BUFFER = re.compile(r"(\w+)\s+(?:[A-Za-z]+\s+)?buffer size\s*=\s*([\d.]+)\s*MiB")
+_DEVICE = re.compile(r"[A-Za-z]+\d+")  # CUDA0, CUDA0_Split, ROCm1, Vulkan0; CPU_Mapped and CUDA_Host are RAM
+
+
+def device_of(buffer: str) -> str | None:
+    """The accelerator a buffer lives on, or None for host memory (Apple's Metal shares RAM: host too)."""
+    match = _DEVICE.match(buffer)
+    return None if not match or buffer.startswith(("CPU", "Metal")) else match.group(0)
+
+
+class LoadReport:
+    """The buffers an engine allocated while loading, read from its log: at verbosity 4 (see
+    nexa.engine.params) both runtimes print one line per buffer, with its device."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str | None, float] = defaultdict(float)  # device (None: RAM) -> MiB
+
+    def feed(self, line: str) -> None:
+        if "buffer size" in line and (found := _BUFFER.search(line)):
+            self._buffers[device_of(found.group(1))] += float(found.group(2))
+
+    def footprint(self, projector_bytes: int = 0) -> Footprint | None:
+        """What the worker holds, or None if the engine reported nothing (an older or quieter build).
+        The projector's buffers are not itemised: it sits where most of the model went (mmproj offload)."""
+        if not self._buffers:
+            return None
+        devices = {name: int(mib * MIB) for name, mib in self._buffers.items() if name}
+        ram = int(self._buffers.get(None, 0.0) * MIB) + PROCESS_BASELINE
+        if devices:
+            busiest = max(devices, key=devices.__getitem__)
+            devices[busiest] += projector_bytes
+        else:
+            ram += projector_bytes
+        return Footprint(ram, devices)
 
 
 def rss(pid: int | None) -> int | None:

@@ -16,12 +16,17 @@ import httpx
 
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
+from nexa.runtime.memory import Footprint, LoadReport, file_size
 
 log = logging.getLogger("nexa.worker")
 
 _STDERR_TAIL = 30
 # llama.cpp's log line: time stamp, level letter, text ("0.00.007.634 E llama_model_load: error loading ...").
 _LOG_LINE = re.compile(r"\s*\d+(?:\.\d+)+ ([A-Z]) (.*)")
+# Both runtimes log this once the model is loaded, before the worker says it is ready; the load report
+# (each buffer's size) comes before it.
+_LISTENING = "listening on http"
+_REPORT_WAIT = 2.0
 
 
 def engine_error(line: str) -> str | None:
@@ -50,6 +55,8 @@ class Worker:
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._first_error: str | None = None  # the cause comes first; later error lines repeat "failed to load"
         self._drain: asyncio.Task | None = None
+        self._report = LoadReport()
+        self._loaded = asyncio.Event()  # the engine's log has passed its load report
 
     @staticmethod
     def new_api_key() -> str:
@@ -101,6 +108,10 @@ class Worker:
             await self.close()  # also reads the rest of stderr, where the engine said why
             raise ModelLoadFailed(self._load_error(message.get("error")))
         self.base_url = message["address"]
+        try:  # stderr is read apart from the ready line: let it catch up with the load report
+            await asyncio.wait_for(self._loaded.wait(), _REPORT_WAIT)
+        except asyncio.TimeoutError:
+            pass
         log.info("worker %s serving %s at %s", self.pid, os.path.basename(self.spec.model_path), self.base_url)
 
     def _load_error(self, announced: str | None) -> str:
@@ -124,7 +135,15 @@ class Worker:
             self._stderr_tail.append(line)
             if self._first_error is None:
                 self._first_error = engine_error(line)
+            if not self._loaded.is_set():
+                self._report.feed(line)
+                if _LISTENING in line:
+                    self._loaded.set()
             log.debug("[%s] %s", self.pid, line)
+
+    def footprint(self) -> Footprint | None:
+        """What the loaded model holds in RAM and on each GPU, as its engine reported it; None if it did not."""
+        return self._report.footprint(file_size(self.spec.mmproj_path))
 
     async def wait(self) -> int:
         """Wait for the process to exit; returns its exit code."""

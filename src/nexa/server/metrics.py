@@ -111,8 +111,18 @@ class ModelCollector(Collector):
         yield GaugeMetricFamily(
             "nexa_load_queue_depth", "Requests waiting for their model to find room and load.", value=manager.waiting()
         )
-        yield GaugeMetricFamily("nexa_memory_estimated_bytes", "Estimated memory of loaded models.", value=manager.memory_used())
+        used = manager.memory_used()
+        yield GaugeMetricFamily("nexa_memory_estimated_bytes", "RAM loaded models take, by the budget's count.",
+                                value=used.ram)
         yield GaugeMetricFamily("nexa_memory_budget_bytes", "The --memory-budget.", value=manager.memory_budget)
+        on_device = GaugeMetricFamily("nexa_device_memory_bytes", "What loaded models take on each GPU.",
+                                      labels=["device"])
+        device_budget = GaugeMetricFamily("nexa_device_memory_budget_bytes", "Each GPU's budget.", labels=["device"])
+        for device, budget in manager.device_budgets().items():
+            on_device.add_metric([device], used.devices.get(device, 0))
+            device_budget.add_metric([device], budget)
+        yield on_device
+        yield device_budget
         for name, help_, counts in (
             ("nexa_model_loads", "Models loaded.", stats.loads),
             ("nexa_model_load_failures", "Loads that failed.", stats.load_failures),

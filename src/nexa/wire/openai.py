@@ -468,7 +468,12 @@ class RunningModel(BaseModel):
     type: str = Field(description="llm, vlm, embedder or reranker.")
     pid: int | None = Field(description="The worker process.")
     memory: int | None = Field(description="Resident memory of the worker (RSS) in bytes; null where unknown.")
-    memory_estimate: int = Field(description="Bytes the memory budget counts for it.")
+    memory_estimate: int = Field(
+        description="Bytes of RAM the memory budget counts for it: what its engine reported allocating, else the estimate."
+    )
+    device_memory: dict[str, int] = Field(
+        default_factory=dict, description="Bytes it holds on each GPU (CUDA0 ...), as its engine reported; empty on CPU."
+    )
     ctx: int = Field(description="Context tokens per slot.")
     parallel: int = Field(description="Slots: requests it generates for at once.")
     slots_busy: int | None = Field(description="Slots generating now, as the engine reports; null if it did not answer.")
@@ -487,7 +492,11 @@ class RunningModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[RunningModel]
     memory_budget: int = Field(description="The --memory-budget, in bytes.")
-    memory_estimate: int = Field(description="What loaded models (and loads under way) are estimated to take.")
+    memory_estimate: int = Field(description="RAM loaded models (and loads under way) take, by the budget's count.")
+    device_memory_budget: dict[str, int] = Field(
+        default_factory=dict, description="Each GPU's budget in bytes (--device-memory-budget); empty without a GPU."
+    )
+    device_memory: dict[str, int] = Field(default_factory=dict, description="What models take on each GPU.")
 
 
 class LoadRequest(StrictBase):

@@ -29,7 +29,8 @@ async def _running(model: LoadedModel, client: WorkerClient, now: float) -> Runn
         type=model.manifest.model_type.value,
         pid=model.worker.pid,
         memory=rss(model.worker.pid),
-        memory_estimate=model.estimate,
+        memory_estimate=model.footprint.ram,
+        device_memory=dict(model.footprint.devices),
         ctx=model.spec.ctx,
         parallel=model.parallel,
         slots_busy=await model.worker.busy_slots(client),
@@ -49,7 +50,9 @@ async def list_running(manager: Manager, client: WorkerClient) -> RunningModelLi
     now = time.monotonic()
     models = sorted(manager.loaded(), key=lambda m: m.last_used)
     running = await asyncio.gather(*(_running(m, client, now) for m in models))
-    return RunningModelList(data=list(running), memory_budget=manager.memory_budget, memory_estimate=manager.memory_used())
+    used = manager.memory_used()
+    return RunningModelList(data=list(running), memory_budget=manager.memory_budget, memory_estimate=used.ram,
+                            device_memory_budget=manager.device_budgets(), device_memory=dict(used.devices))
 
 
 @router.post("/v1/load", response_model=RunningModel)

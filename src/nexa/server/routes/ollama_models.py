@@ -117,8 +117,10 @@ async def ps(manager: Manager) -> RunningList:
             forever = m.keep_alive < 0 or left >= (_FOREVER - now).total_seconds()
             expires = _FOREVER if forever else now + timedelta(seconds=left)
             listed = _listed(store, m.manifest, m.quant)
-            out.append(RunningModel(**{**listed.model_dump(), "size": m.estimate or listed.size},
-                                    expires_at=iso(expires), context_length=m.spec.ctx))
+            held = m.footprint.ram + m.footprint.device_bytes
+            out.append(RunningModel(**{**listed.model_dump(), "size": held or listed.size},
+                                    size_vram=m.footprint.device_bytes, expires_at=iso(expires),
+                                    context_length=m.spec.ctx))
         return out
 
     return RunningList(models=await asyncio.to_thread(running))
