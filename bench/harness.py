@@ -1,18 +1,31 @@
 """Shared bench plumbing: a real nexa router served in-process, so a bench can reach both
-the router's URL and the worker's own endpoint (address and key) for the same model."""
+the router's URL and the worker's own endpoint (address and key) for the same model; or, where the
+router's own cost is the figure, `nexa serve` in its own process beside the engine started alone."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
+
 from nexa.config import Settings
+from nexa.engine.params import llama_server_args
+from nexa.engine.spec import WorkerSpec
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.runtime import ModelManager
+from nexa.runtime.runtimes import XLLAMACPP
+from nexa.runtime.worker import Worker
 from nexa.server.serving import LocalServer
 from nexa.store import Store
 
@@ -35,6 +48,82 @@ def serve(store: Store, **settings: object) -> Iterator[Bench]:
     """Run the router on a free loopback port in a background thread until the block ends."""
     with LocalServer(Settings(datadir=store.root, host="127.0.0.1", port=0, **settings)) as server:
         yield Bench(server.base_url, server.manager)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, headers: dict[str, str] | None = None) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(url + "/health", headers=headers, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise SystemExit(f"{url} did not come up (exit code {process.poll()})")
+
+
+def _stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+@contextmanager
+def nexa_serve(store: Store, *flags: str) -> Iterator[str]:
+    """`nexa serve` in its own process, as a user runs it (logging as by default); yields its URL."""
+    port = _free_port()
+    process = subprocess.Popen([sys.executable, "-m", "nexa", "serve", "--port", str(port), *flags],
+                               env={**os.environ, "NEXA_DATADIR": str(store.root)},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_healthy(url, process)
+        yield url
+    finally:
+        _stop(process)
+
+
+@contextmanager
+def bare_engine(spec: WorkerSpec) -> Iterator[tuple[str, dict[str, str]]]:
+    """The engine without nexa, with the settings nexa gives it: a llama-server binary started with nexa's
+    flags, or xllamacpp's server in nexa's worker process. Yields (base URL, auth headers)."""
+    headers = {"Authorization": f"Bearer {spec.api_key}"}
+    if spec.runtime == XLLAMACPP:
+        process = subprocess.Popen([sys.executable, "-m", "nexa.engine.worker"], stdin=subprocess.PIPE,
+                                   stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        assert process.stdin and process.stdout
+        process.stdin.write(spec.model_dump_json() + "\n")
+        process.stdin.flush()
+        url = json.loads(process.stdout.readline())["address"]
+    else:
+        port = _free_port()
+        args = llama_server_args(spec)
+        args[args.index("--port") + 1] = str(port)
+        process = subprocess.Popen([spec.runtime, *args], env={**os.environ, "LLAMA_API_KEY": spec.api_key},
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process, headers)
+        yield url, headers
+    finally:
+        _stop(process)
+
+
+def engine_spec(store: Store, model_id: str, runtime: str, **fields: object) -> WorkerSpec:
+    """How nexa would start `model_id` from `store` on `runtime` (serve-wide settings as `fields`)."""
+    name, quant = model_id.rsplit(":", 1)
+    manifest = store.get(name)
+    path = manifest.quants[quant].files[0].location(store.model_dir(name))
+    return WorkerSpec(model_path=str(path), model_type=manifest.model_type, alias=model_id, runtime=runtime,
+                      api_key=Worker.new_api_key(), **fields)
 
 
 @contextmanager

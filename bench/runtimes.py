@@ -3,12 +3,14 @@
     .venv/bin/python bench/runtimes.py [--native PATH] [--runs 3] [--tokens 96] [--threads 2]
 
 Four paths serve the same starter model file with the same settings (4 slots, `--threads` threads, 2,048
-context tokens per slot): the bare llama-server (the native runtime's own endpoint), nexa on the native
-runtime, the bare xllamacpp worker, and nexa on xllamacpp (nexa's default before a native build). Figures:
-decode tok/s of 1 stream and of 4 concurrent streams (aggregate), and prefill tok/s of a ~1,000-token
-prompt (unique per request, so no prompt cache helps). Rounds are interleaved, so drift in machine load
-hits every path alike; ratios against the bare llama-server are what count, not the absolute numbers.
-The native runtime is `--native`, else the best one `nexa runtime build` installed (data dir or test cache).
+context tokens per slot): the bare llama-server (the binary started alone, with nexa's flags), `nexa serve
+--runtime` that binary, the bare xllamacpp engine (nexa's worker process, no router), and `nexa serve
+--runtime xllamacpp` (nexa's default before a native build). Each nexa server is its own process, as a user
+runs it. Figures: decode tok/s of 1 stream and of 4 and 8 concurrent streams (aggregate; 8 streams on
+4 slots queue in the engine), and prefill tok/s of a ~1,000-token prompt (unique per request, so no prompt
+cache helps). Rounds are interleaved, so drift in machine load hits every path alike; ratios against the
+bare llama-server are what count, not the absolute numbers. The native runtime is `--native`, else the best
+one `nexa runtime build` installed (data dir or test cache).
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import argparse
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from contextlib import ExitStack
+from functools import partial
 from itertools import count
 from pathlib import Path
 
 import httpx
 
-from harness import print_ratio_table, serve, starter_store
+from harness import bare_engine, engine_spec, nexa_serve, print_ratio_table, starter_store
 from nexa.config import default_datadir
 from nexa.runtime.runtimes import XLLAMACPP, describe, installed
 
@@ -86,17 +90,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     native = native_runtime(args.native)
-    figures = {"decode 1 stream, tok/s": lambda u, h, m: decode(u, h, m, args.tokens, 1),
-               "decode 4 streams, tok/s": lambda u, h, m: decode(u, h, m, args.tokens, 4),
-               "prefill, tok/s": prefill}
+    figures: dict[str, Callable[[str, dict[str, str], str], float]] = {
+        f"decode {n} stream{'s' * (n > 1)}, tok/s": partial(decode, tokens=args.tokens, streams=n) for n in (1, 4, 8)
+    }
+    figures["prefill, tok/s"] = prefill
+    settings = {"parallel": 4, "ctx": 2048, "threads": args.threads}
     with starter_store() as (store, model), ExitStack() as stack:
         paths = {}
         for runtime, label in ((native, "native"), (XLLAMACPP, "xllamacpp")):
-            bench = stack.enter_context(serve(store, runtime=runtime, parallel=4, ctx=2048, threads=args.threads))
-            decode(bench.router_url, {}, model, 4, 1)  # loads the model
-            worker_url, worker_headers = bench.worker(model)
-            paths[f"bare {label}"] = (worker_url, worker_headers)
-            paths[f"nexa on {label}"] = (bench.router_url, {})
+            paths[f"bare {label}"] = stack.enter_context(bare_engine(engine_spec(store, model, runtime, **settings)))
+            flags = [f"--{key}={value}" for key, value in settings.items()]
+            router = stack.enter_context(nexa_serve(store, "--runtime", runtime, *flags))
+            decode(router, {}, model, 4, 1)  # loads the model
+            paths[f"nexa on {label}"] = (router, {})
         results: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.runs):
             for figure, measure in figures.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from tests.conftest import ServerProcess
 from tests.fixtures.fake_hub import run_nexa
 from tests.runtime.test_runtimes import fake_runtime
 
@@ -27,6 +28,14 @@ def test_list_shows_the_gpus_a_runtime_reports_with_their_memory(tmp_path):
     listing = run_nexa(env_for(tmp_path), "runtime", "list").stdout
     assert "CUDA0: NVIDIA H100 80GB HBM3 (84.9 GB)" in listing
     assert "vulkan (no device visible)" in listing
+
+
+def test_serve_names_the_gpus_of_its_runtime_and_their_budget(tmp_path):
+    fake_runtime(tmp_path, "llama-server-b11434-avx2-cuda", ["GGML_AVX", "GGML_AVX2"], gpu="cuda",
+                 devices="  CUDA0: NVIDIA H100 80GB HBM3 (81007 MiB, 80466 MiB free)")
+    server = ServerProcess(tmp_path, "--runtime", "llama-server-b11434-avx2-cuda", "--device-memory-budget", "60GB")
+    server.stop()
+    assert "GPU CUDA0: NVIDIA H100 80GB HBM3, 84.9 GB (60.0 GB for models" in server.output
 
 
 def test_build_does_nothing_when_this_build_is_installed(tmp_path):

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.logging import RichHandler
 
-from nexa.cli.common import console
+from nexa.cli.common import console, human_size
 from nexa.cluster import launch
 from nexa.config import Settings, load_settings
 from nexa.store import ModelRef, Store
@@ -155,6 +155,8 @@ def serve(
 
 def _announce_runtimes(settings: Settings) -> None:
     """Say what runs the models, and stop now on a runtime that cannot run here (not at a model's first load)."""
+    from nexa.runtime.accelerators import accelerators
+    from nexa.runtime.manager import DEVICE_SHARE
     from nexa.runtime.runtimes import check_runs, describe, resolve
 
     chosen = {"": settings.runtime} | {name: o.runtime for name, o in settings.model_options.items() if o.runtime}
@@ -162,6 +164,10 @@ def _announce_runtimes(settings: Settings) -> None:
         runtime = resolve(choice, settings.datadir)
         check_runs(runtime)
         console.print(f"{name + ' runs' if name else 'Models run'} on {describe(runtime)}")
+        for gpu in accelerators(runtime):  # asked now, so a model's first load does not wait for it
+            budget = settings.device_memory_budget or int(gpu.total * DEVICE_SHARE)
+            console.print(f"  GPU {gpu.name}: {gpu.description}, {human_size(gpu.total)} "
+                          f"({human_size(budget)} for models: --device-memory-budget)")
 
 
 def _check_drafts(settings: Settings, store: Store) -> None:

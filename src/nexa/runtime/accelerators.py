@@ -57,7 +57,4 @@ def accelerators(runtime: str) -> tuple[Accelerator, ...]:
     except (OSError, subprocess.TimeoutExpired, ValueError, IndexError, TypeError) as exc:
         log.warning("could not ask %s for its GPUs (%s); counting its models in RAM", runtime, exc)
         return ()
-    for device in found:
-        log.info("%s: %s, %d MiB (%d MiB free)", device.name, device.description,
-                 device.total // MIB, device.free // MIB)
     return found
