@@ -57,17 +57,18 @@ def ps(
         console.print(f"No models loaded at {url} ({budget} in use); they load on their first request.")
         return
     table = Table(title=f"Loaded at {url} ({budget} estimated in use)", title_justify="left")
+    gpus = bool(running.device_memory_budget)  # a GPU column only where a runtime has a GPU
     for column, justify in (("MODEL", "left"), ("TYPE", "left"), ("PID", "right"), ("MEMORY", "right"),
-                            ("ESTIMATE", "right"), ("GPU", "right"), ("SLOTS BUSY", "right"),
+                            ("ESTIMATE", "right"), *([("GPU", "right")] if gpus else []), ("SLOTS BUSY", "right"),
                             ("QUEUED", "right"), ("IDLE", "right"), ("UNLOADS IN", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for model in running.data:
         busy = "?" if model.slots_busy is None else str(model.slots_busy)
         expires = "never" if model.keep_alive < 0 else _duration(model.expires_in)
+        on_gpus = ", ".join(f"{human_size(size)} {name}" for name, size in model.device_memory.items()) or "-"
         table.add_row(
             model.id, model.type, str(model.pid or "-"), human_size(model.memory) if model.memory else "-",
-            human_size(model.memory_estimate),
-            ", ".join(f"{human_size(size)} {name}" for name, size in model.device_memory.items()) or "-",
+            human_size(model.memory_estimate), *([on_gpus] if gpus else []),
             f"{busy}/{model.parallel}", str(model.queued),
             _duration(model.idle_seconds) if not model.in_flight else "serving", expires,
         )
