@@ -12,8 +12,8 @@ from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
 from nexa.runtime.memory import PROCESS_BASELINE
 from nexa.runtime.worker import Worker, engine_error
-from nexa.store.gguf_meta import read_shape
 from nexa.store import ModelType
+from nexa.store.gguf_meta import read_shape
 from tests.conftest import native_binary, native_datadir
 
 pytestmark = pytest.mark.anyio
