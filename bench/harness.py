@@ -25,7 +25,6 @@ from nexa.engine.spec import WorkerSpec
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.runtime import ModelManager
 from nexa.runtime.runtimes import XLLAMACPP
-from nexa.runtime.worker import Worker
 from nexa.server.serving import LocalServer
 from nexa.store import Store
 
@@ -76,17 +75,23 @@ def _stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
+@dataclass
+class Served:
+    url: str
+    pid: int
+
+
 @contextmanager
-def nexa_serve(store: Store, *flags: str) -> Iterator[str]:
-    """`nexa serve` in its own process, as a user runs it (logging as by default); yields its URL."""
+def nexa_serve(store: Store, *flags: str, quiet: bool = True) -> Iterator[Served]:
+    """`nexa serve` in its own process, as a user runs it; its output is dropped unless not `quiet`."""
     port = _free_port()
+    output = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen([sys.executable, "-m", "nexa", "serve", "--port", str(port), *flags],
-                               env={**os.environ, "NEXA_DATADIR": str(store.root)},
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               env={**os.environ, "NEXA_DATADIR": str(store.root)}, stdout=output, stderr=output)
     try:
         url = f"http://127.0.0.1:{port}"
         _wait_healthy(url, process)
-        yield url
+        yield Served(url, process.pid)
     finally:
         _stop(process)
 
@@ -117,13 +122,10 @@ def bare_engine(spec: WorkerSpec) -> Iterator[tuple[str, dict[str, str]]]:
         _stop(process)
 
 
-def engine_spec(store: Store, model_id: str, runtime: str, **fields: object) -> WorkerSpec:
-    """How nexa would start `model_id` from `store` on `runtime` (serve-wide settings as `fields`)."""
-    name, quant = model_id.rsplit(":", 1)
-    manifest = store.get(name)
-    path = manifest.quants[quant].files[0].location(store.model_dir(name))
-    return WorkerSpec(model_path=str(path), model_type=manifest.model_type, alias=model_id, runtime=runtime,
-                      api_key=Worker.new_api_key(), **fields)
+def engine_spec(store: Store, model_id: str, **settings: object) -> WorkerSpec:
+    """How `nexa serve` with these settings would start `model_id` from `store`: the manager's own spec."""
+    manager = ModelManager(store, Settings(datadir=store.root, **settings))
+    return manager.spec(*manager.resolve(model_id))
 
 
 @contextmanager

@@ -98,9 +98,10 @@ def main() -> None:
     with starter_store() as (store, model), ExitStack() as stack:
         paths = {}
         for runtime, label in ((native, "native"), (XLLAMACPP, "xllamacpp")):
-            paths[f"bare {label}"] = stack.enter_context(bare_engine(engine_spec(store, model, runtime, **settings)))
+            spec = engine_spec(store, model, runtime=runtime, **settings)
+            paths[f"bare {label}"] = stack.enter_context(bare_engine(spec))
             flags = [f"--{key}={value}" for key, value in settings.items()]
-            router = stack.enter_context(nexa_serve(store, "--runtime", runtime, *flags))
+            router = stack.enter_context(nexa_serve(store, "--runtime", runtime, *flags)).url
             decode(router, {}, model, 4, 1)  # loads the model
             paths[f"nexa on {label}"] = (router, {})
         results: dict[tuple[str, str], list[float]] = {}

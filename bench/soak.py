@@ -16,8 +16,6 @@ import asyncio
 import os
 import random
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness import nexa_serve  # noqa: E402
 from nexa.store import ModelRef, Store  # noqa: E402
 from nexa.store.importer import import_local  # noqa: E402
 from tests.fixtures.tiny_models import make_bert, make_chat_llm  # noqa: E402
@@ -146,31 +145,12 @@ def main() -> None:
     parser.add_argument("--kill-every", type=float, default=180, help="seconds between SIGKILLs of a random worker")
     parser.add_argument("--every", type=float, default=30, help="seconds between progress lines")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp, socket.socket() as probe:
+    with tempfile.TemporaryDirectory() as tmp:
         store = make_store(Path(tmp))
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-        probe.close()
-        router = subprocess.Popen(
-            [sys.executable, "-m", "nexa", "serve", "--port", str(port), "--parallel", "2", "--ctx", "1024",
-             "--max-loaded-models", "3", "--model-option", f"{LOOP}:ctx=4096", "--log-level", "warning"],
-            env={**os.environ, "NEXA_DATADIR": str(store.root), "NEXA_THREADS": "1"},
-        )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            while not _up(url):
-                time.sleep(0.2)
-            asyncio.run(soak(url, router.pid, args))
-        finally:
-            router.send_signal(signal.SIGTERM)
-            router.wait(30)
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url + "/health", timeout=1).status_code == 200
-    except httpx.TransportError:
-        return False
+        flags = ["--threads", "1", "--parallel", "2", "--ctx", "1024", "--max-loaded-models", "3",
+                 "--model-option", f"{LOOP}:ctx=4096", "--log-level", "warning"]
+        with nexa_serve(store, *flags, quiet=False) as router:
+            asyncio.run(soak(router.url, router.pid, args))
 
 
 if __name__ == "__main__":

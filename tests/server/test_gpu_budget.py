@@ -11,8 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from nexa.runtime.manager import DEVICE_SHARE
-from nexa.runtime.memory import MIB
+from nexa.runtime.memory import DEVICE_SHARE, MIB
 from nexa.store import Store
 from tests.conftest import ServerProcess, native_binary, native_datadir
 

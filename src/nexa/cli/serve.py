@@ -156,7 +156,7 @@ def serve(
 def _announce_runtimes(settings: Settings) -> None:
     """Say what runs the models, and stop now on a runtime that cannot run here (not at a model's first load)."""
     from nexa.runtime.accelerators import accelerators
-    from nexa.runtime.manager import DEVICE_SHARE
+    from nexa.runtime.memory import device_budget
     from nexa.runtime.runtimes import check_runs, describe, resolve
 
     chosen = {"": settings.runtime} | {name: o.runtime for name, o in settings.model_options.items() if o.runtime}
@@ -165,7 +165,7 @@ def _announce_runtimes(settings: Settings) -> None:
         check_runs(runtime)
         console.print(f"{name + ' runs' if name else 'Models run'} on {describe(runtime)}")
         for gpu in accelerators(runtime):  # asked now, so a model's first load does not wait for it
-            budget = settings.device_memory_budget or int(gpu.total * DEVICE_SHARE)
+            budget = device_budget(gpu.total, settings.device_memory_budget)
             console.print(f"  GPU {gpu.name}: {gpu.description}, {human_size(gpu.total)} "
                           f"({human_size(budget)} for models: --device-memory-budget)")
 

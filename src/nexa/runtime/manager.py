@@ -52,8 +52,6 @@ RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
-# Share of each GPU's memory the models may take by default: the rest is the driver's and other programs'.
-DEVICE_SHARE = 0.9
 # llama.cpp's ngl: -1 lets it offload as many layers as fit; -2 is all of them, whatever they need.
 AUTO_LAYERS = -1
 
@@ -230,8 +228,7 @@ class ModelManager:
     def device_budgets(self) -> dict[str, int]:
         """Bytes models may take on each GPU a runtime reported: --device-memory-budget, else 90% of it."""
         fixed = self.settings.device_memory_budget
-        return {name: int(fixed) if fixed is not None else int(size * DEVICE_SHARE)
-                for name, size in self._device_sizes.items()}
+        return {name: memory.device_budget(size, fixed) for name, size in self._device_sizes.items()}
 
     def memory_used(self) -> Footprint:
         """What models hold (loaded or still closing) and loads under way have reserved, in RAM and per GPU."""
@@ -350,8 +347,9 @@ class ModelManager:
         spec = self.spec(manifest, quant)
         weights = manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
         gpus = await asyncio.to_thread(self._gpus, spec.runtime)  # asks the runtime once: off the loop
-        self._device_sizes.update({gpu.name: gpu.total for gpu in gpus})
-        need = await asyncio.to_thread(self._estimate, spec, weights, {gpu.name: gpu.total for gpu in gpus})
+        sizes = {gpu.name: gpu.total for gpu in gpus}
+        self._device_sizes.update(sizes)
+        need = await asyncio.to_thread(self._estimate, spec, weights, sizes)
         if spec.ngl == AUTO_LAYERS:  # the engine picks the GPU layers (its --fit): what does not fit stays in RAM
             need = memory.fit_devices(need, self.device_budgets())
         await self._admit(model_id, need)

@@ -23,6 +23,8 @@ MIB = 1024 * 1024
 GIB = 1024 * MIB
 # A worker with xllamacpp imported and a tiny model loaded holds about 70 MiB (measured).
 PROCESS_BASELINE = 96 * MIB
+# Share of each GPU's memory the models may take by default: the rest is the driver's and other programs'.
+DEVICE_SHARE = 0.9
 _UBATCH = 512  # llama.cpp's default micro-batch: the compute buffer holds logits for that many tokens
 _LOGIT_BYTES = 4
 
@@ -51,6 +53,11 @@ class Footprint:
         """'1.20 GiB RAM, 3.40 GiB on CUDA0': how logs and errors name it."""
         parts = [f"{gib(self.ram)} RAM", *(f"{gib(size)} on {name}" for name, size in self.devices.items() if size)]
         return ", ".join(parts)
+
+
+def device_budget(total: int, fixed: int | None) -> int:
+    """Bytes models may take on a GPU of `total` bytes: --device-memory-budget (`fixed`) if set, else 90%."""
+    return int(fixed) if fixed is not None else int(total * DEVICE_SHARE)
 
 
 def gib(n: int) -> str:
