@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from nexa.compat.anthropic import MessageStream, chat_request, message_response, sse
+from nexa.compat.anthropic import MessageStream, chat_request, message_response
+from nexa.server.stream import sse_named as sse
 from nexa.errors import EngineRefused, InvalidRequest
 from nexa.wire.anthropic import CountTokensRequest, MessagesRequest, error_body
 from nexa.wire.openai import NamedToolChoice

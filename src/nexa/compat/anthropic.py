@@ -14,6 +14,7 @@ from typing import Any
 
 from nexa.compat.requests import translated_chat
 from nexa.compat.tools import arguments_object
+from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest
 from nexa.wire.anthropic import (
     CountTokensRequest,
@@ -215,7 +216,7 @@ def message_response(answer: dict[str, Any], model: str) -> MessageResponse:
     )
 
 
-class MessageStream:
+class MessageStream(Translator):
     """OpenAI chat chunks in, Anthropic stream events out, as (event name, data) pairs.
 
     One content block is open at a time: a thinking block, a text block, or one tool_use block
@@ -258,8 +259,7 @@ class MessageStream:
         return [*self._close_block(), ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
                 ("message_stop", {"type": "message_stop"})]
 
-    @staticmethod
-    def error(body: dict[str, Any]) -> list[Event]:
+    def fail(self, body: dict[str, Any]) -> list[Event]:
         """The `error` event that ends a stream which failed midway; `body` is in Anthropic's error shape."""
         return [("error", body)]
 
@@ -292,9 +292,3 @@ class MessageStream:
 
     def _delta(self, delta: dict[str, Any]) -> Event:
         return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
-
-
-def sse(event: Event) -> bytes:
-    """One server-sent event with its `event:` line, as Anthropic streams them."""
-    name, data = event
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 from nexa.compat.requests import translated_chat
 from nexa.compat.tools import arguments_object
+from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest, ModelNotFound, clip
 from nexa.store import Manifest, ModelType
 from nexa.store.gguf_meta import read_chat_template, read_info
@@ -346,7 +348,7 @@ class Reply:
         return self.body("", done=True, done_reason=reason)
 
 
-class ChunkStream:
+class ChunkStream(Translator):
     """OpenAI chunks (chat or text completion) in, Ollama's NDJSON chunks out. Tool calls arrive in
     fragments; Ollama sends each call whole, so they are gathered and sent when the choice finishes."""
 
@@ -382,13 +384,11 @@ class ChunkStream:
         held["function"]["name"] += function.get("name") or ""
         held["function"]["arguments"] += function.get("arguments") or ""
 
-    def finish(self, end: int) -> dict[str, Any]:
-        return self.reply.body("", done=True, done_reason=self._reason,
-                               **final_fields(self._usage, self._timings, self.clock, end))
-
-
-def ndjson(chunk: dict[str, Any]) -> bytes:
-    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    def finish(self, end: int | None = None) -> list[dict[str, Any]]:
+        """The last chunk, done: true, with the counts and durations; `end` (ns) defaults to now."""
+        end = time.perf_counter_ns() if end is None else end
+        return [self.reply.body("", done=True, done_reason=self._reason,
+                                **final_fields(self._usage, self._timings, self.clock, end))]
 
 
 # ---------------------------------------------------------------- models: tags, show, ps

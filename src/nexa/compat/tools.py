@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nexa.compat.media import media_support
+from nexa.compat.translator import Translator
 from nexa.errors import EngineRefused, InvalidRequest, NexaError
 from nexa.store import Manifest, ModelType
 from nexa.store.gguf_meta import read_chat_template
@@ -139,6 +140,20 @@ def as_function_call(data: dict[str, Any]) -> dict[str, Any]:
         if choice.get("finish_reason") == "tool_calls":
             choice["finish_reason"] = "function_call"
     return data
+
+
+class FunctionCallStream(Translator):
+    """The engine's chat chunks in the deprecated functions shape (`as_function_call`), the model renamed;
+    the usage chunk only when the client asked for it (`include_usage`)."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self._model, self._include_usage = model, include_usage
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        if not chunk.get("choices") and not self._include_usage:
+            return []
+        chunk["model"] = self._model
+        return [as_function_call(chunk)]
 
 
 def tool_fields(request: ChatCompletionRequest) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from nexa.server.deps import Manager, WorkerClient
 from nexa.server.errors import error_response
 from nexa.server.model_feed import UNLOADED, ModelFeed, architecture, record, states
 from nexa.server.pull_jobs import PullJobs
+from nexa.server.stream import event_stream
 from nexa.store import Manifest, ModelRef
 from nexa.wire.llama import (
     DownloadRequest,
@@ -151,8 +152,7 @@ async def unload(body: ModelRequest, manager: Manager) -> Success:
 async def model_events(request: Request) -> StreamingResponse:
     """Server-sent events: each model's state now, then `model_status` as models load, unload and fail,
     and `download_progress`, `download_finished`, `download_failed`, `models_reload` for pulls."""
-    return StreamingResponse(_feed(request).listen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(_feed(request).listen())
 
 
 @router.post("/models", response_model=Success, responses={**_ERRORS, 409: {"model": ErrorResponse}})

@@ -21,7 +21,6 @@ from nexa.compat.ollama import (
     model_id,
     model_info,
     modelfile,
-    ndjson,
     ollama_capabilities,
     parameters_text,
     resolve,
@@ -33,6 +32,7 @@ from nexa.errors import HubError, NexaError
 from nexa.hub.auto import pull_named
 from nexa.server.deps import Manager
 from nexa.server.errors import error_response, nexa_error_response
+from nexa.server.stream import ndjson
 from nexa.store import Manifest, ModelRef, Store
 from nexa.wire.ollama import (
     ErrorResponse,

@@ -3,20 +3,17 @@ API on the shared chat path, with its stored responses kept by the router (never
 
 from __future__ import annotations
 
-import json
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response as HTTPResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response as HTTPResponse
 
-from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response, sse
-from nexa.errors import NexaError
-from nexa.server.chat import start_chat
+from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response
+from nexa.server.chat import resolve_for, start_chat
 from nexa.server.deps import Manager, MediaRules, Responses, WorkerClient
-from nexa.server.errors import nexa_error_response
-from nexa.server.lengths import tokenize
-from nexa.server.relay import call, engine_refusal, fetch_json, open_chunks
+from nexa.server.lengths import prompt_tokens
+from nexa.server.relay import fetch_json, open_chunks
+from nexa.server.stream import RESPONSES, respond
 from nexa.wire.responses import DeletedResponse, InputTokens, Response, ResponsesRequest
 
 router = APIRouter(tags=["responses"])
@@ -34,7 +31,8 @@ async def create(
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
     history = store.history(request.previous_response_id) if request.previous_response_id else []
     items = [*history, *input_items(request)]
-    lease, body = await start_chat(chat_request(request, history), manager, media, route=_ROUTE)
+    chat = chat_request(request, history)
+    lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE, manager, chat.model))
     draft = new_response(request)
     size = int(http.headers.get("content-length") or 0)
 
@@ -47,31 +45,8 @@ async def create(
         keep(response)
         return JSONResponse(dump(response))
     chunks = await open_chunks(client, lease, "/v1/chat/completions", body)
-    return StreamingResponse(
-        _events(chunks, ResponseStream(draft), keep),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _events(
-    chunks: AsyncIterator[dict[str, Any]], stream: ResponseStream, keep: Callable[[Response], None]
-) -> AsyncIterator[bytes]:
-    try:
-        for event in stream.start():
-            yield sse(event)
-        async for chunk in chunks:
-            for event in stream.feed(chunk):
-                yield sse(event)
-        events = stream.finish()
-        keep(stream.response)
-    except NexaError as exc:  # the worker died or the engine failed midway
-        error = json.loads(nexa_error_response(exc, _ROUTE).body)["error"]
-        events = stream.error(error["message"], error.get("code"))
-    finally:
-        await chunks.aclose()  # a client that left stops the generation
-    for event in events:
-        yield sse(event)
+    stream = ResponseStream(draft)
+    return respond(chunks, stream, RESPONSES, _ROUTE, finished=lambda: keep(stream.response))
 
 
 @router.post(_ROUTE + "/input_tokens", response_model=InputTokens)
@@ -80,14 +55,9 @@ async def input_tokens(
 ) -> InputTokens:
     """The input's tokens as the model's own template and tokenizer make them."""
     history = store.history(request.previous_response_id) if request.previous_response_id else []
-    lease, body = await start_chat(chat_request(request, history), manager, media, route=_ROUTE + "/input_tokens")
-    try:
-        rendered = await call(client, lease, "POST", "/apply-template", body)
-        if rendered.status_code >= 400:
-            raise engine_refusal(rendered.status_code, rendered.content)
-        return InputTokens(input_tokens=len(await tokenize(client, lease, rendered.json()["prompt"])))
-    finally:
-        lease.release()
+    chat = chat_request(request, history)
+    lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE + "/input_tokens", manager, chat.model))
+    return InputTokens(input_tokens=await prompt_tokens(client, lease, body))
 
 
 def _not_stored(response_id: str) -> HTTPException:
