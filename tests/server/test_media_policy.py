@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nexa.compat import media_policy
-from nexa.compat.media import MediaPolicy, fetch_remote
-from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url, refused_address
+from nexa.media import policy as media_policy
+from nexa.media.resolve import MediaPolicy, fetch_remote
+from nexa.media.policy import AccessPolicy, check_local_path, check_remote_url, refused_address
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
 

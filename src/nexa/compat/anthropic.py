@@ -12,7 +12,7 @@ import json
 import uuid
 from typing import Any
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
 from nexa.compat.tools import arguments_object
 from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest

@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
 from nexa.compat.tools import arguments_object
 from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest, ModelNotFound, clip

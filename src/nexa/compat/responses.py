@@ -14,7 +14,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
 from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest
 from nexa.wire.openai import (

@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from nexa.compat.media import media_support
+from nexa.media.resolve import media_support
 from nexa.compat.translator import Translator
 from nexa.errors import EngineRefused, InvalidRequest, NexaError
 from nexa.store import Manifest, ModelType

@@ -9,7 +9,7 @@ import httpx
 from fastapi import FastAPI
 
 from nexa import __version__
-from nexa.compat.media import MediaPolicy
+from nexa.media.resolve import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault

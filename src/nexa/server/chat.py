@@ -9,9 +9,9 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from nexa.compat.media import MediaPolicy, resolve_media
-from nexa.compat.requests import chat_body, completion_body
+from nexa.compat.bodies import chat_body, completion_body
 from nexa.compat.tools import require_tool_support
+from nexa.media.resolve import MediaPolicy, resolve_media
 from nexa.runtime import Lease, ModelManager
 from nexa.server.model_types import require_model_type
 from nexa.store import Manifest

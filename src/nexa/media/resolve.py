@@ -8,7 +8,7 @@ anything itself.
 
 Nothing else reads media but two functions, both driven by `MediaPolicy`:
 `read_local_file(path, policy)` for local paths and `fetch_remote(url, policy)` for URLs,
-every redirect hop included. They apply the access rules of `nexa.compat.media_policy`
+every redirect hop included. They apply the access rules of `nexa.media.policy`
 (local paths only on loopback or under --media-root, no private addresses) and the
 size and time limits.
 """
@@ -25,8 +25,8 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import httpx
 
-from nexa.compat.images import ImageProblem, checked_image
-from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
+from nexa.media.images import ImageProblem, checked_image
+from nexa.media.policy import AccessPolicy, check_local_path, check_remote_url
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
 from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
