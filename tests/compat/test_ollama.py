@@ -9,7 +9,6 @@ import pytest
 from nexa.compat.ollama import (
     ChunkStream,
     Clock,
-    Facts,
     Reply,
     chat_request,
     generate_chat_request,
@@ -22,6 +21,7 @@ from nexa.compat.ollama import (
 )
 from nexa.errors import EngineRefused, InvalidRequest, ModelNotFound
 from nexa.store import ModelType
+from nexa.store.facts import Facts
 from nexa.wire.ollama import ChatRequest, GenerateRequest, error_body
 
 

@@ -10,10 +10,10 @@ from rich.table import Table
 
 from nexa.cli import pull as pull_command
 from nexa.cli.common import DataDirOpt, console, human_size, open_store, wheel_cache
-from nexa.compat.tools import capabilities as model_capabilities
 from nexa.errors import ModelNotFound
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.store import Manifest, ModelRef
+from nexa.store.facts import capabilities as model_capabilities
 from nexa.store.gguf_meta import GGUFInfo, read_info
 
 

@@ -9,16 +9,13 @@ cached GGUF header reads behind `facts`, which they call in a thread.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
 from nexa.compat.bodies import translated_chat
@@ -26,7 +23,7 @@ from nexa.compat.tools import arguments_object
 from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest, ModelNotFound, clip
 from nexa.store import Manifest, ModelType
-from nexa.store.gguf_meta import read_chat_template, read_info
+from nexa.store.facts import Facts, model_id
 from nexa.wire.ollama import ChatRequest, Details, GenerateRequest, Message, Options
 from nexa.wire.openai import (
     ChatCompletionRequest,
@@ -87,10 +84,6 @@ def resolve(resolver: Callable[[str], T], name: str) -> T:
         return resolver(target)
     except ModelNotFound as exc:
         raise not_found(name, exc) from None
-
-
-def model_id(manifest: Manifest, quant: str) -> str:
-    return f"{manifest.name}:{quant}"
 
 
 # ---------------------------------------------------------------- keep_alive
@@ -398,37 +391,6 @@ _THINKING = re.compile(r"enable_thinking|<think>|reasoning_content")
 _CAPABILITY = {
     "completion": "completion", "tools": "tools", "vision": "vision", "audio": "audio", "embeddings": "embedding",
 }
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What /api/tags, /api/show and /api/ps say about one quant's file, from its GGUF header."""
-
-    architecture: str
-    basename: str
-    context_length: int | None
-    parameters: int
-    template: str
-
-
-@functools.lru_cache(maxsize=256)
-def _facts(path: str, mtime_ns: int) -> Facts:
-    try:
-        info = read_info(Path(path))
-    except (OSError, ValueError):
-        return Facts("unknown", Path(path).stem, None, 0, "")
-    return Facts(info.architecture, info.name or Path(path).stem, info.context_length, info.parameters,
-                 read_chat_template(path) or "")
-
-
-def facts(manifest: Manifest, model_dir: Path, quant: str) -> Facts:
-    """The quant's header facts, cached per file version. Parses the header: call it off the event loop."""
-    path = str(manifest.quants[quant].files[0].location(model_dir))
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = 0
-    return _facts(path, mtime)
 
 
 def parameter_size(count: int) -> str:

@@ -15,6 +15,7 @@ from nexa.media.resolve import MediaPolicy, resolve_media
 from nexa.runtime import Lease, ModelManager
 from nexa.server.model_types import require_model_type
 from nexa.store import Manifest
+from nexa.store.facts import supports_tools
 from nexa.wire.openai import ChatCompletionRequest, CompletionRequest
 
 # A stored model and the quant a request names: what `ModelManager.resolve` returns.
@@ -48,7 +49,8 @@ async def start_chat(
     lease. Media is fetched and checked before the model is leased, so bad input never loads a model."""
     manifest, quant = target
     if request.tools:  # reading the chat template may touch the file: off the loop
-        await asyncio.to_thread(require_tool_support, request, manifest, manager.store.model_dir(manifest.name), quant)
+        supported = await asyncio.to_thread(supports_tools, manifest, manager.store.model_dir(manifest.name), quant)
+        require_tool_support(request, manifest, supported)
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
     body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
     apply_keep_cache(body, keep_cache)

@@ -17,7 +17,6 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nexa import __version__
-from nexa.compat.tools import capabilities
 from nexa.errors import Forbidden, InvalidRequest, NexaError
 from nexa.runtime import ModelManager
 from nexa.server import relay
@@ -27,6 +26,7 @@ from nexa.server.model_feed import UNLOADED, ModelFeed, architecture, record, st
 from nexa.server.pull_jobs import PullJobs
 from nexa.server.stream import event_stream
 from nexa.store import Manifest, ModelRef
+from nexa.store.facts import capabilities, model_id
 from nexa.wire.llama import (
     DownloadRequest,
     ModelRequest,
@@ -60,10 +60,6 @@ def _feed(request: Request) -> ModelFeed:
     return request.app.state.model_feed
 
 
-def _model_id(manifest: Manifest, quant: str) -> str:
-    return f"{manifest.name}:{quant}"
-
-
 def _is_loaded(manager: ModelManager, model_id: str) -> bool:
     return model_id in {m.id for m in manager.loaded()}
 
@@ -84,15 +80,15 @@ async def props(
             max_instances=manager.settings.max_loaded_models, build_info=f"nexa {__version__}, llama-ui {UI_BUILD}",
         ).model_dump()
     manifest, quant = manager.resolve(model)
-    model_id = _model_id(manifest, quant)
-    if autoload.lower() in ("false", "0") and not _is_loaded(manager, model_id):
-        raise InvalidRequest(f"model '{model_id}' is not loaded; load it with POST /models/load",
+    alias = model_id(manifest, quant)
+    if autoload.lower() in ("false", "0") and not _is_loaded(manager, alias):
+        raise InvalidRequest(f"model '{alias}' is not loaded; load it with POST /models/load",
                              param="model", code="model_not_loaded")
     async with await manager.acquire(manifest, quant) as lease:
         response = await relay.call(client, lease, "GET", "/props")
     if response.status_code >= 400:
         raise relay.engine_refusal(response.status_code, response.content)
-    return {**response.json(), "model_alias": model_id}
+    return {**response.json(), "model_alias": alias}
 
 
 # ---------------------------------------------------------------- /models
@@ -109,12 +105,12 @@ async def list_models(manager: Manager) -> RouterModelList:
         for manifest in store.list():
             folder = store.model_dir(manifest.name)
             for quant in sorted(manifest.quants):
-                model_id = _model_id(manifest, quant)
+                id_ = model_id(manifest, quant)
                 caps = capabilities(manifest, folder, quant)
                 out.append(RouterModel(
-                    id=model_id, owned_by=manifest.org, created=int(manifest.pulled_at.timestamp()),
+                    id=id_, owned_by=manifest.org, created=int(manifest.pulled_at.timestamp()),
                     path=str(manifest.quants[quant].files[0].location(folder)),
-                    status=now.get(model_id, UNLOADED).status(), architecture=architecture(caps), capabilities=caps,
+                    status=now.get(id_, UNLOADED).status(), architecture=architecture(caps), capabilities=caps,
                 ))
         return out
 
@@ -178,13 +174,13 @@ async def delete(
     """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded."""
     manifest, _ = manager.resolve(model)
     ref = ModelRef.parse(model)
-    gone = [_model_id(manifest, q) for q in manifest.quants if ref.quant in (None, q)]
+    gone = [model_id(manifest, q) for q in manifest.quants if ref.quant in (None, q)]
     for loaded in manager.loaded():
         if loaded.id in gone:
             await manager.unload(loaded.id)
     await asyncio.to_thread(manager.store.remove, ModelRef(manifest.name, ref.quant))
-    for model_id in gone:
-        _feed(request).publish(record(model_id, "model_remove"))
+    for gone_id in gone:
+        _feed(request).publish(record(gone_id, "model_remove"))
     return Success()
 
 
@@ -199,7 +195,7 @@ async def slots(
     if model is None:
         return []
     manifest, quant = manager.resolve(model)
-    if not _is_loaded(manager, _model_id(manifest, quant)):
+    if not _is_loaded(manager, model_id(manifest, quant)):
         return []
     async with await manager.acquire(manifest, quant) as lease:
         response = await relay.call(client, lease, "GET", "/slots")

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from nexa.compat.tools import capabilities
 from nexa.server.deps import Manager
 from nexa.server.model_feed import UNLOADED, State, architecture, states
 from nexa.store import Manifest, Store
+from nexa.store.facts import capabilities, model_id
 from nexa.wire.names import name_schema
 from nexa.wire.openai import ModelCard, ModelList
 
@@ -23,10 +23,10 @@ def _cards(store: Store, manifest: Manifest, now: dict[str, State]) -> list[Mode
     folder = store.model_dir(manifest.name)
     cards = []
     for quant, entry in sorted(manifest.quants.items()):
-        state = now.get(f"{manifest.name}:{quant}", UNLOADED)
+        state = now.get(model_id(manifest, quant), UNLOADED)
         caps = capabilities(manifest, folder, quant)
         cards.append(ModelCard(
-            id=f"{manifest.name}:{quant}",
+            id=model_id(manifest, quant),
             created=int(manifest.pulled_at.timestamp()),
             owned_by=manifest.org,
             type=manifest.model_type.value,

@@ -23,7 +23,6 @@ from nexa.compat.ollama import (
     generate_chat_request,
     generate_completion_request,
     keep_alive_seconds,
-    model_id,
     resolve,
 )
 from nexa.compat.retrieval import embedding_inputs
@@ -34,6 +33,7 @@ from nexa.server.deps import Manager, MediaRules, WorkerClient
 from nexa.server.embed import embed as shared_embed
 from nexa.server.relay import fetch_json, open_chunks
 from nexa.server.stream import OLLAMA, respond
+from nexa.store.facts import model_id
 from nexa.wire.ollama import (
     ChatRequest,
     EmbeddingResponse,

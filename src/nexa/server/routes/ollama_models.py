@@ -16,9 +16,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from nexa.compat.ollama import (
     details,
     digest,
-    facts,
     iso,
-    model_id,
     model_info,
     modelfile,
     ollama_capabilities,
@@ -27,13 +25,13 @@ from nexa.compat.ollama import (
     store_name,
     unqualified,
 )
-from nexa.compat.tools import capabilities
 from nexa.errors import HubError, NexaError
 from nexa.hub.auto import pull_named
 from nexa.server.deps import Manager
 from nexa.server.errors import error_response, nexa_error_response
 from nexa.server.stream import ndjson
 from nexa.store import Manifest, ModelRef, Store
+from nexa.store.facts import capabilities, facts, model_id
 from nexa.wire.ollama import (
     ErrorResponse,
     ListedModel,
