@@ -6,13 +6,12 @@ and cached here once. Reading a header touches the disk: call these off the even
 from __future__ import annotations
 
 import functools
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from nexa.errors import ModelLoadFailed
-from nexa.store.gguf_meta import read_chat_template, read_info
+from nexa.store.gguf_meta import file_version, read_chat_template, read_info
 from nexa.store.manifest import Manifest, ModelType
 
 # Jinja tags, and the quoted strings inside them: a template supports tools when its code reads `tools`.
@@ -53,11 +52,7 @@ def _facts(path: str, mtime_ns: int) -> Facts:
 def facts(manifest: Manifest, model_dir: Path, quant: str) -> Facts:
     """The quant's header facts, cached per file version. Parses the whole header (tensor table included)."""
     path = str(manifest.quants[quant].files[0].location(model_dir))
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = 0
-    return _facts(path, mtime)
+    return _facts(path, file_version(path) or 0)
 
 
 # ---------------------------------------------------------------- media

@@ -174,14 +174,19 @@ def _read_chat_template(path: str, mtime_ns: int) -> str | None:
     return template if isinstance(template, str) else None
 
 
+def file_version(path: str) -> int | None:
+    """The file's modification time (ns), which keys every header cache; None when it cannot be read."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def read_chat_template(path: str) -> str | None:
     """The chat template in a GGUF header, or None; cached per file version. The header is walked key by
     key without GGUFReader's vocabulary arrays (tens of ms, not seconds), but still call it off the event loop."""
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-    return _read_chat_template(path, mtime)
+    version = file_version(path)
+    return None if version is None else _read_chat_template(path, version)
 
 
 @dataclass(frozen=True)
@@ -237,11 +242,8 @@ def _read_shape(path: str, mtime_ns: int) -> Shape | None:
 
 def read_shape(path: str) -> Shape | None:
     """The model's shape from its header, cached per file version; None when the header is unreadable."""
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-    return _read_shape(path, mtime)
+    version = file_version(path)
+    return None if version is None else _read_shape(path, version)
 
 
 def open_reader(path: Path) -> GGUFReader:

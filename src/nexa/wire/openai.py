@@ -1,4 +1,5 @@
-"""Every request and response body of the HTTP API, as pydantic models (so /docs is the real API).
+"""OpenAI's request and response bodies as pydantic models (so /docs is the real API), and beside them the
+bases other dialects share (StrictBase, the sampling fields) and nexa's own admin and model-card types.
 
 Sampling fields are defined once as Annotated aliases and shared by chat and
 text completions. Unknown fields are ignored, as OpenAI clients send new ones.
