@@ -179,7 +179,7 @@ def native_binary() -> Path | None:
         return runnable[0].binary
     if os.environ.get("NEXA_TEST_BUILD_NATIVE") != "1":
         return None
-    from nexa.runtime.build import Reporter, build, plan_for_machine
+    from nexa.toolchain.build import Reporter, build, plan_for_machine
 
     return build(native_datadir(), plan_for_machine("none"), Reporter()).binary
 
