@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response as HTTPResponse, StreamingResponse
 
 from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response, sse
@@ -29,18 +29,16 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 
 @router.post(_ROUTE, response_model=Response, responses=_STREAMED)
 async def create(
-    request: ResponsesRequest, http: Request, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
+    request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> HTTPResponse:
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
-    history = store.history(request.previous_response_id) if request.previous_response_id else []
-    items = [*history, *input_items(request)]
-    lease, body = await start_chat(chat_request(request, history), manager, media, route=_ROUTE)
+    history = store.history_of(request.previous_response_id)
+    lease, body = await start_chat(chat_request(request, history[0]), manager, media, route=_ROUTE)
     draft = new_response(request)
-    size = int(http.headers.get("content-length") or 0)
 
     def keep(response: Response) -> None:
         if request.store:
-            store.put(items, response, size)
+            store.put(history, input_items(request), response)
 
     if not request.stream:
         response = finished_response(draft, await fetch_json(client, lease, "/v1/chat/completions", body))
