@@ -26,7 +26,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 import httpx
 
 from nexa.compat.images import ImageProblem, checked_image
-from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
+from nexa.compat.media_policy import AccessPolicy, check_local_path, check_peer, check_remote_url
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
 from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
@@ -122,6 +122,7 @@ async def _fetch(url: httpx.URL, policy: MediaPolicy) -> bytes:
         for _ in range(policy.max_redirects + 1):
             await check_remote_url(url, policy.access)
             async with client.stream("GET", url) as response:
+                check_peer(url, response, policy.access)
                 if response.is_redirect:
                     url = response.url.join(response.headers["location"])
                     continue
