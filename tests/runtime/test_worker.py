@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import gguf
@@ -11,6 +13,7 @@ import pytest
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
 from nexa.runtime.memory import PROCESS_BASELINE
+from nexa.runtime import worker as worker_module
 from nexa.runtime.worker import Worker, engine_error
 from nexa.store import ModelType
 from nexa.store.gguf_meta import read_shape
@@ -96,3 +99,27 @@ async def test_a_loaded_worker_reports_what_its_engine_allocated(tiny_dir, runti
     # A second slot adds its own 1,024 tokens of KV cache; the compute buffer barely changes.
     kv = read_shape(str(path)).kv_bytes_per_token() * 1024
     assert kv <= two.ram - one.ram < kv + 4 * 1024 * 1024
+
+
+def chatty_engine(path: Path, before: str, then: str) -> str:
+    """A llama-server stand-in (the only fake: a process that logs, as a real one does at verbosity 4, a
+    line far over 64 KiB, then `then`) that exits 1 without serving."""
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write({before!r})\nsys.stderr.write({then!r})\n"
+                    "sys.stderr.flush()\nsys.exit(1)\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+async def test_an_engine_log_line_over_64_kib_neither_stops_the_log_nor_hides_the_crash_reason(tmp_path):
+    prompt = "0.00.001.000 I slot launch_slot_: prompt '" + "x" * 200 * 1024 + "'\n"
+    reason = "0.00.002.000 E llama_model_load: error loading model: the fake's own reason\n"
+    engine = chatty_engine(tmp_path / "llama-server", prompt, reason)
+    assert "error loading model: the fake's own reason" in await load_error(tmp_path / "any.gguf", engine)
+
+
+async def test_log_lines_are_cut_at_the_cap_and_say_how_much_was_cut():
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"short\n" + b"y" * (300 * 1024) + b"\nnext line\r\nlast without newline")
+    stream.feed_eof()
+    lines = [line async for line in worker_module.log_lines(stream, cap=100)]
+    assert lines == ["short", "y" * 100 + f" [... {300 * 1024 - 100} more bytes]", "next line", "last without newline"]

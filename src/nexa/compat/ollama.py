@@ -24,7 +24,7 @@ from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest, ModelNotFound, clip
 from nexa.store import Manifest, ModelType
 from nexa.store.facts import Facts, model_id
-from nexa.wire.ollama import ChatRequest, Details, GenerateRequest, Message, Options
+from nexa.wire.ollama import MAX_DURATION, ChatRequest, Details, GenerateRequest, Message, Options
 from nexa.wire.openai import (
     ChatCompletionRequest,
     ChatMessage,
@@ -88,8 +88,26 @@ def resolve(resolver: Callable[[str], T], name: str) -> T:
 
 # ---------------------------------------------------------------- keep_alive
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = sorted(_UNIT_S, key=len, reverse=True)  # 'ms' before 'm'
+_NUMBER = frozenset("0123456789.")
+
+
+def go_duration(text: str) -> float | None:
+    """Seconds in a Go duration without its sign ('1h30m', '1.5s'), or None when it is not one. One pass
+    over the text, no regex: a regex that backtracks took minutes on a long string of digits."""
+    total, at = 0.0, 0
+    while at < len(text):
+        end = at
+        while end < len(text) and text[end] in _NUMBER:
+            end += 1
+        number = text[at:end]
+        unit = next((u for u in _UNITS if text.startswith(u, end)), None)
+        if unit is None or number.count(".") > 1 or not number.strip("."):
+            return None
+        total += float(number) * _UNIT_S[unit]
+        at = end + len(unit)
+    return total if text else None
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
@@ -101,17 +119,16 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
         seconds = float(value)
     else:
         text = value.strip()
+        sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)
         try:
-            seconds = float(text)
+            seconds = float(text) if len(text) <= MAX_DURATION else None
         except ValueError:
-            sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)
-            parts = _DURATION.findall(body)
-            if not body or "".join(n + u for n, u in parts) != body:
-                raise InvalidRequest(
-                    f"keep_alive '{clip(text)}' is not a duration; send seconds (300), a duration such as '5m' or "
-                    "'1h30m', 0 to unload after the request, or -1 to keep the model loaded", param="keep_alive",
-                ) from None
-            seconds = sign * sum(float(n) * _UNIT_S[u] for n, u in parts)
+            seconds = None if (parsed := go_duration(body)) is None else sign * parsed
+        if seconds is None:
+            raise InvalidRequest(
+                f"keep_alive '{clip(text)}' is not a duration; send seconds (300), a duration such as '5m' or "
+                "'1h30m', 0 to unload after the request, or -1 to keep the model loaded", param="keep_alive",
+            ) from None
     if not math.isfinite(seconds):
         raise InvalidRequest("keep_alive must be a finite number of seconds", param="keep_alive")
     return -1.0 if seconds < 0 else seconds

@@ -25,7 +25,7 @@ from urllib.parse import unquote, unquote_to_bytes, urlsplit
 import httpx
 
 from nexa.media.images import ImageProblem, checked_image
-from nexa.media.policy import AccessPolicy, check_local_path, check_remote_url
+from nexa.media.policy import AccessPolicy, check_local_path, check_peer, check_remote_url
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
 from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
@@ -92,6 +92,7 @@ async def _fetch(url: httpx.URL, policy: MediaPolicy) -> bytes:
         for _ in range(policy.max_redirects + 1):
             await check_remote_url(url, policy.access)
             async with client.stream("GET", url) as response:
+                check_peer(url, response, policy.access)
                 if response.is_redirect:
                     url = response.url.join(response.headers["location"])
                     continue

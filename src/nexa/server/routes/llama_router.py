@@ -51,7 +51,7 @@ def install(app: FastAPI, manager: ModelManager) -> None:
     """The routes, the /models/sse feed and the UI's pulls."""
     feed = ModelFeed(manager)
     app.state.model_feed = feed
-    app.state.pull_jobs = PullJobs(manager.store, feed)
+    app.state.pull_jobs = PullJobs(manager.store, feed, app.state.pulls)
     app.state.background_loads = set()
     app.include_router(router)
 
@@ -171,9 +171,12 @@ async def pull(body: DownloadRequest, request: Request) -> Success | JSONRespons
 async def delete(
     request: Request, manager: Manager, model: Annotated[str, Query(max_length=256)],
 ) -> Success:
-    """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded."""
-    manifest, _ = manager.resolve(model)
+    """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded; a pull of
+    it under way stops (the web UI's cancel), leaving its partial files for the next pull to resume."""
     ref = ModelRef.parse(model)
+    if request.app.state.pulls.stop(ref.repo) and manager.store.get(ref.repo) is None:
+        return Success()
+    manifest, _ = manager.resolve(model)
     gone = [model_id(manifest, q) for q in manifest.quants if ref.quant in (None, q)]
     for loaded in manager.loaded():
         if loaded.id in gone:

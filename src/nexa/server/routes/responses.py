@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response as HTTPResponse
 
 from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response
@@ -26,19 +26,17 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 
 @router.post(_ROUTE, response_model=Response, responses=_STREAMED)
 async def create(
-    request: ResponsesRequest, http: Request, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
+    request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> HTTPResponse:
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
-    history = store.history(request.previous_response_id) if request.previous_response_id else []
-    items = [*history, *input_items(request)]
-    chat = chat_request(request, history)
+    history = store.history_of(request.previous_response_id)
+    chat = chat_request(request, history[0])
     lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE, manager, chat.model))
     draft = new_response(request)
-    size = int(http.headers.get("content-length") or 0)
 
     def keep(response: Response) -> None:
         if request.store:
-            store.put(items, response, size)
+            store.put(history, input_items(request), response)
 
     if not request.stream:
         response = finished_response(draft, await fetch_json(client, lease, "/v1/chat/completions", body))
@@ -54,7 +52,7 @@ async def input_tokens(
     request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> InputTokens:
     """The input's tokens as the model's own template and tokenizer make them."""
-    history = store.history(request.previous_response_id) if request.previous_response_id else []
+    history = store.history_of(request.previous_response_id)[0]
     chat = chat_request(request, history)
     lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE + "/input_tokens", manager, chat.model))
     return InputTokens(input_tokens=await prompt_tokens(client, lease, body))
