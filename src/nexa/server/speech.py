@@ -3,14 +3,14 @@
 A recording is decoded and cut (nexa.compat.media_audio) in a thread before any model is leased, so a bad
 file never loads a model. Each piece is then one streamed chat request through `start_chat`, exactly as a
 chat client's audio would be (names, media rules, leases, the engine's errors), while one lease held for
-the whole recording keeps the model loaded between pieces. Pieces run one after another: the transcript
-streams in order, and a long recording takes one slot, leaving the others to other clients.
+the whole recording keeps the model loaded between pieces. Pieces run side by side, as many as the model
+has slots, so the engine batches them as it would one long prompt; the transcript still streams in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -86,19 +86,61 @@ class Job:
 async def transcript_events(
     job: Job, transcript: Transcript, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient
 ) -> AsyncIterator[dict[str, Any]]:
-    """OpenAI's stream events for the job, piece by piece, ending with `transcript.text.done`. Closing
-    the generator (the client left) closes the piece's engine stream, which stops its generation."""
-    async with await manager.acquire(job.manifest, job.quant):
-        for piece in job.recording.pieces:
-            request = piece_request(job.model, piece.wav, job.task, job.language, job.prompt, job.temperature)
-            lease, body = await start_chat(request, manager, media, route="/v1/chat/completions")
-            span = Span(piece.index, piece.start, piece.end)
-            async with aclosing(await open_chunks(client, lease, "/v1/chat/completions", body)) as chunks:
-                async for chunk in chunks:
+    """OpenAI's stream events for the job, in order, ending with `transcript.text.done`. Closing the
+    generator (the client left) cancels every piece in flight, which closes their engine streams: they stop."""
+    async with await manager.acquire(job.manifest, job.quant) as held:
+        pieces = _Pieces(job, manager, media, client, held.model.parallel)
+        try:
+            for piece, chunks in pieces.in_order():
+                span = Span(piece.index, piece.start, piece.end)
+                while (chunk := await chunks.get()) is not None:
+                    if isinstance(chunk, BaseException):
+                        raise chunk
                     for event in transcript.feed(span, chunk):
                         yield event
-            note_audio(piece.end - piece.start)
+                note_audio(piece.end - piece.start)
+        finally:
+            await pieces.cancel()
     yield transcript.done()
+
+
+class _Pieces:
+    """Every piece's chat request started at once, at most `slots` of them running (the model's parallel
+    slots: the engine batches them), each piece's chunks queued for the reader, who takes them in order.
+    A piece's waiting request is behind any other client's in the engine's queue, so sharing stays fair."""
+
+    def __init__(self, job: Job, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient, slots: int):
+        self._job, self._manager, self._media, self._client = job, manager, media, client
+        self._gate = asyncio.Semaphore(slots)
+        self._queues: list[asyncio.Queue[dict[str, Any] | BaseException | None]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def in_order(self) -> Iterator[tuple[media_audio.Piece, asyncio.Queue[dict[str, Any] | BaseException | None]]]:
+        for piece in self._job.recording.pieces:  # the gate admits them in this order (asyncio's is FIFO)
+            self._queues.append(asyncio.Queue())
+            self._tasks.append(asyncio.create_task(self._run(piece, self._queues[-1])))
+        yield from zip(self._job.recording.pieces, self._queues)
+
+    async def _run(self, piece: media_audio.Piece, out: asyncio.Queue[dict[str, Any] | BaseException | None]) -> None:
+        job = self._job
+        async with self._gate:
+            try:
+                request = piece_request(job.model, piece.wav, job.task, job.language, job.prompt, job.temperature)
+                lease, body = await start_chat(request, self._manager, self._media)
+                async with aclosing(await open_chunks(self._client, lease, "/v1/chat/completions", body)) as chunks:
+                    async for chunk in chunks:
+                        out.put_nowait(chunk)
+            except Exception as exc:  # the reader raises it, in order
+                out.put_nowait(exc)
+        out.put_nowait(None)
+
+    async def cancel(self) -> None:
+        """Stop every piece. Waited for with asyncio.wait, not gather: a cancelled gather cancels its tasks
+        again, and a second cancellation would cut short their closing of the engine streams."""
+        for task in self._tasks:
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(self._tasks)
 
 
 async def whole_transcript(
