@@ -71,6 +71,7 @@ class Transcript:
     _texts: list[list[str]] = field(default_factory=list)
     _said: bool = False  # anything streamed yet
     _piece_said: bool = False
+    _held: str = ""  # whitespace streamed only once more text follows
 
     def feed(self, span: Span, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         if not self._spans or self._spans[-1].index != span.index:
@@ -89,10 +90,14 @@ class Transcript:
                 delta = delta.lstrip()
                 if not delta:
                     continue
-                delta = (" " if self._said else "") + delta
+                self._held = " " if self._said else ""
                 self._piece_said = self._said = True
-            if delta:
-                events.append(TextDelta(delta=delta).model_dump())
+            # Whitespace is held back until more text follows: a piece's last spaces are not the transcript's.
+            text = self._held + delta
+            shown = text.rstrip()
+            self._held = text[len(shown):]
+            if shown:
+                events.append(TextDelta(delta=shown).model_dump())
         return events
 
     @property
