@@ -15,7 +15,6 @@ import io
 import wave
 from dataclasses import dataclass
 
-import av
 import numpy as np
 
 RATE = 16_000  # what every mtmd audio encoder resamples to
@@ -83,6 +82,8 @@ def _what(data: bytes) -> str:
 def decode(data: bytes, max_seconds: float) -> np.ndarray:
     """The audio's samples: 16 kHz, mono, int16. Stops as soon as the audio runs past `max_seconds`
     (TooLong), so a long or forged file costs no more than the cap allows."""
+    import av  # on use: FFmpeg's libraries take a second to load, which every server start would pay
+
     fmt = sniff(data)
     limit = int(max_seconds * RATE)
     try:
