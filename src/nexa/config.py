@@ -166,6 +166,11 @@ class Settings(BaseSettings):
     allow_private_urls: bool = Field(
         False, description="Let requests fetch media from loopback, link-local and private network addresses."
     )
+    max_audio_seconds: float = Field(
+        7200.0, gt=0,
+        description="Longest recording /v1/audio/transcriptions and /translations take, in seconds; longer ones "
+        "get 400 (decoded audio takes 32 KB a second while it is transcribed).",
+    )
 
     @field_validator("api_keys", "origins", "preload", mode="before")
     @classmethod

@@ -68,6 +68,9 @@ def serve(
     allow_private_urls: Annotated[
         Optional[bool], typer.Option("--allow-private-urls", help=_help("allow_private_urls"), show_default=False)
     ] = None,
+    max_audio_seconds: Annotated[
+        Optional[float], typer.Option(help=_help("max_audio_seconds"), show_default=_default("max_audio_seconds"))
+    ] = None,
     keepalive: Annotated[Optional[float], typer.Option(help=_help("keepalive"), show_default=_default("keepalive"))] = None,
     memory_budget: Annotated[
         Optional[str], typer.Option(help=_help("memory_budget"), show_default=_default("memory_budget"))
@@ -115,7 +118,7 @@ def serve(
         host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl, runtime=runtime,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
-        allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
+        allow_private_urls=allow_private_urls, max_audio_seconds=max_audio_seconds, keepalive=keepalive, memory_budget=memory_budget,
         device_memory_budget=device_memory_budget,
         max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
         model_options=model_option,

@@ -28,3 +28,10 @@ class Translator:
         """The events that end a stream which failed midway; `body` is the error in the dialect's own
         shape, as its non-streamed error would be. By default that body is the last event."""
         return [body]
+
+
+class Unchanged(Translator):
+    """A stream whose events nexa writes in the dialect's shape already (a transcript's deltas)."""
+
+    def feed(self, chunk: Any) -> list[Any]:
+        return [chunk]

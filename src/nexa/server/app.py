@@ -16,7 +16,7 @@ from nexa.server.body import JSONBodyByDefault
 from nexa.server.pull_pool import PullPool
 from nexa.server.response_store import ResponseStore
 from nexa.server import ui
-from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval, ollama, ollama_models
+from nexa.server.routes import admin, anthropic, audio, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
 from nexa.wire.openai import ChatCompletionChunk
 
@@ -54,7 +54,7 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings, public=ui.public_paths() if manager.settings.ui else frozenset())
     metrics.install(app, manager)
-    for module in (health, models, generate, retrieval, admin, anthropic, responses, ollama, ollama_models):
+    for module in (health, models, generate, audio, retrieval, admin, anthropic, responses, ollama, ollama_models):
         app.include_router(module.router)
     llama_router.install(app, manager)
     if manager.settings.ui:

@@ -128,5 +128,5 @@ def capabilities(manifest: Manifest, model_dir: Path, quant: str | None = None) 
             media = media_support(manifest, model_dir)
         except ModelLoadFailed:
             return found  # an unreadable projector: the load will say why
-        found += (["vision"] if media.image else []) + (["audio"] if media.audio else [])
+        found += (["vision"] if media.image else []) + (["audio", "transcription"] if media.audio else [])
     return found
