@@ -461,19 +461,21 @@ def model_info(facts_: Facts) -> dict[str, Any]:
     return info
 
 
-def parameters_text(manifest: Manifest) -> str:
-    """The model's sampling defaults as Ollama's PARAMETER lines ('temperature 0.7')."""
-    return "\n".join(f"{key} {value:g}" for key, value in sorted(manifest.sampling_defaults.items()))
+def parameters_text(manifest: Manifest, num_ctx: int | None = None) -> str:
+    """The model's sampling defaults, and the context it gets (`num_ctx`, as Ollama names it), as Ollama's
+    PARAMETER lines ('temperature 0.7')."""
+    values = {**manifest.sampling_defaults, **({"num_ctx": num_ctx} if num_ctx else {})}
+    return "\n".join(f"{key} {value:g}" for key, value in sorted(values.items()))
 
 
-def modelfile(manifest: Manifest, quant: str, facts_: Facts) -> str:
+def modelfile(manifest: Manifest, quant: str, facts_: Facts, num_ctx: int | None = None) -> str:
     """A Modelfile-like summary, for clients that show it; nexa does not read Modelfiles."""
     lines = [f"# nexa model {model_id(manifest, quant)} ({manifest.source})", f"FROM {model_id(manifest, quant)}"]
     if facts_.template:
         lines.append(f'TEMPLATE """{facts_.template}"""')
     if manifest.system_prompt:
         lines.append(f'SYSTEM """{manifest.system_prompt}"""')
-    lines += [f"PARAMETER {line}" for line in parameters_text(manifest).splitlines()]
+    lines += [f"PARAMETER {line}" for line in parameters_text(manifest, num_ctx).splitlines()]
     return "\n".join(lines) + "\n"
 
 

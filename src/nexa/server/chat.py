@@ -35,7 +35,7 @@ async def start_chat(
     if request.tools:  # reading the chat template may touch the file: off the loop
         await asyncio.to_thread(require_tool_support, request, manifest, manager.store.model_dir(manifest.name), quant)
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
-    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
+    body = chat_body(request.model_copy(update={"messages": messages}), manifest, await manager.context_for(manifest, quant))
     apply_keep_cache(body, keep_cache)
     lease = await manager.acquire(manifest, quant, request.keep_alive)
     return lease, body

@@ -77,7 +77,7 @@ async def completions(
 ) -> Response:
     manifest, quant = manager.resolve(request.model)
     require_model_type(manifest, "/v1/completions")
-    body = completion_body(request, manifest, manager.ctx_for(manifest, quant))
+    body = completion_body(request, manifest, await manager.context_for(manifest, quant))
     apply_keep_cache(body, keep_cache)
     lease = await manager.acquire(manifest, quant, request.keep_alive)
     if not request.stream:

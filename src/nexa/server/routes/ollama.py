@@ -85,7 +85,7 @@ async def generate(request: GenerateRequest, manager: Manager, client: WorkerCli
         completion = generate_completion_request(request)
         manifest, quant = resolve(manager.resolve, request.model)
         require_model_type(manifest, "/api/generate")
-        body = completion_body(completion, manifest, manager.ctx_for(manifest, quant))
+        body = completion_body(completion, manifest, await manager.context_for(manifest, quant))
         lease = await manager.acquire(manifest, quant, completion.keep_alive)
         path = "/v1/completions"
     return await _answer(client, lease, path, body, reply, Clock(start, time.perf_counter_ns()), request.stream,
