@@ -110,6 +110,12 @@ class Settings(BaseSettings):
         "f16", description="KV cache element type: f16, or q8_0 / q4_0, which fit about 2x / 3.5x the context in "
         "the same memory (at a small cost in quality).",
     )
+    prompt_cache: ByteSize | None = Field(
+        None,
+        description="Host RAM per model for prompt caches that left a slot, so a conversation finds its prefix "
+        "after other requests (bytes, or 2GiB; 0 turns it off). Default: as much as the model's KV cache, up to "
+        "8 GiB, of what its memory budget leaves after its context. Counted in the budget.",
+    )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads per model.")
     ngl: int = Field(-1, description="Layers offloaded to the GPU; -1 lets the engine decide.")
     runtime: str = Field(

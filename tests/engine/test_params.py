@@ -56,9 +56,10 @@ def test_llama_server_flags_say_what_common_params_say(model_type, reasoning):
 
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_0"])
-def test_the_kv_cache_type_is_spelled_alike(kind):
-    s = spec(ModelType.llm, kv_cache_type=kind)
+def test_the_kv_cache_type_and_prompt_cache_are_spelled_alike(kind):
+    s = spec(ModelType.llm, kv_cache_type=kind, prompt_cache_mib=384)
     params, args = build_params(s), flags(llama_server_args(s))
+    assert int(args["cache-ram"]) == params.cache_ram_mib == 384
     expected = getattr(xlc.ggml_type, f"GGML_TYPE_{kind.upper()}")
     assert args["cache-type-k"] == args["cache-type-v"] == kind
     assert params.cache_type_k == params.cache_type_v == expected

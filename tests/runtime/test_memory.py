@@ -32,6 +32,13 @@ def test_a_quantized_kv_cache_counts_its_block_size(tiny_dir):
     assert (f16.ram - q8.ram, f16.ram - q4.ram) == (4096 * (512 - 272), 4096 * (512 - 144))
 
 
+def test_the_prompt_cache_stays_in_ram_even_when_the_model_is_offloaded(tiny_dir):
+    path = tiny_dir / "qwen3-random.gguf"
+    gpu = {"CUDA0": 2**30}
+    alone, cached = estimate(spec(path, ngl=-1), 0, gpu), estimate(spec(path, ngl=-1, prompt_cache_mib=64), 0, gpu)
+    assert cached.ram - alone.ram == 64 * MIB and cached.devices == alone.devices
+
+
 def test_encoder_models_keep_no_kv_cache(tiny_dir):
     path = tiny_dir / "bert-embed.gguf"
     assert read_shape(str(path)).kv_bytes_per_token() == 0

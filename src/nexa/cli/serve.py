@@ -20,7 +20,7 @@ _FIELDS = Settings.model_fields
 _SHOWN_DEFAULTS = {
     "threads": "all cores", "datadir": "~/.cache/nexa", "api_keys": "none", "origins": "localhost origins",
     "max_body": "32 MiB", "media_root": "none",
-    "ctx": "trained length, fitted to the memory budget", "memory_budget": "75% of RAM", "device_memory_budget": "90% of each GPU", "preload": "none", "model_options": "none",
+    "ctx": "trained length, fitted to the memory budget", "prompt_cache": "the KV cache's size, if the budget has room", "memory_budget": "75% of RAM", "device_memory_budget": "90% of each GPU", "preload": "none", "model_options": "none",
 }
 
 
@@ -40,6 +40,9 @@ def serve(
     parallel: Annotated[Optional[int], typer.Option(help=_help("parallel"), show_default=_default("parallel"))] = None,
     kv_cache_type: Annotated[
         Optional[str], typer.Option(help=_help("kv_cache_type"), show_default=_default("kv_cache_type"))
+    ] = None,
+    prompt_cache: Annotated[
+        Optional[str], typer.Option(help=_help("prompt_cache"), show_default=_default("prompt_cache"))
     ] = None,
     threads: Annotated[Optional[int], typer.Option(help=_help("threads"), show_default=_default("threads"))] = None,
     ngl: Annotated[Optional[int], typer.Option(help=_help("ngl"), show_default=_default("ngl"))] = None,
@@ -116,7 +119,8 @@ def serve(
       nexa serve --ray auto --model-option org/model:replicas=2,num_cpus=4,resource.big_node=1
     """
     flags: dict[str, Any] = dict(
-        host=host, port=port, ctx=ctx, parallel=parallel, kv_cache_type=kv_cache_type, threads=threads, ngl=ngl, runtime=runtime,
+        host=host, port=port, ctx=ctx, parallel=parallel, kv_cache_type=kv_cache_type, prompt_cache=prompt_cache,
+        threads=threads, ngl=ngl, runtime=runtime,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,

@@ -287,7 +287,9 @@ def final_fields(usage: dict[str, Any], timings: dict[str, Any], clock: Clock, e
     return {
         "total_duration": end - clock.start,
         "load_duration": clock.leased - clock.start,
-        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0),
+        # Ollama counts the prompt tokens it evaluated: those read from the prompt cache are not.
+        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0)
+        - int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         "prompt_eval_duration": int(prompt_ms * NS_PER_MS),
         "eval_count": int(usage.get("completion_tokens", timings.get("predicted_n", 0)) or 0),
         "eval_duration": int(eval_ms * NS_PER_MS),

@@ -42,6 +42,9 @@ class EngineSettings:
     jinja: bool = True
     metrics: bool = True
     cache_type: str = "f16"  # of both K and V
+    # Host RAM for the prompts that leave a slot, so a conversation that comes back after other requests
+    # (an agent's side requests) finds its prefix; 0 turns it off, and with it the saving of idle slots.
+    cache_ram_mib: int = 0
     # One KV cache for all slots: a single long request can use all of it while short ones share it; without it
     # llama.cpp splits n_ctx evenly, and an agent's long prompt would not fit one slot.
     kv_unified: bool = True
@@ -65,6 +68,7 @@ def engine_settings(spec: WorkerSpec) -> EngineSettings:
         speculative=spec.speculative,
         draft_model=spec.draft_model_path,
         cache_type=spec.kv_cache_type,
+        cache_ram_mib=spec.prompt_cache_mib,
     )
 
 
@@ -82,6 +86,7 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
     params.n_parallel = s.n_parallel
     params.kv_unified = s.kv_unified
     params.cache_type_k = params.cache_type_v = getattr(xlc.ggml_type, f"GGML_TYPE_{s.cache_type.upper()}")
+    params.cache_ram_mib = s.cache_ram_mib
     params.cpuparams.n_threads = s.threads
     params.cpuparams_batch.n_threads = s.threads
     params.n_gpu_layers = s.ngl
@@ -116,7 +121,7 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         "--model", s.model, "--alias", s.alias,
         "--ctx-size", str(s.n_ctx), "--parallel", str(s.n_parallel),
         "--kv-unified" if s.kv_unified else "--no-kv-unified",
-        "--cache-type-k", s.cache_type, "--cache-type-v", s.cache_type,
+        "--cache-type-k", s.cache_type, "--cache-type-v", s.cache_type, "--cache-ram", str(s.cache_ram_mib),
         "--threads", str(s.threads), "--threads-batch", str(s.threads),
         "--n-gpu-layers", str(s.ngl),
         "--jinja" if s.jinja else "--no-jinja",

@@ -31,6 +31,9 @@ class WorkerSpec(BaseModel):
     threads: int = Field(ge=1)
     ngl: int = -1
     kv_cache_type: KVCacheType = "f16"
+    prompt_cache_mib: int = Field(
+        0, ge=0, description="Host RAM (MiB) for prompt caches that left a slot (llama.cpp's --cache-ram); 0: none.",
+    )
     reasoning_format: Literal["parsed", "raw"] = "parsed"
     speculative: str | None = Field(
         None, description="llama.cpp's speculative decoding type (ngram-mod, draft-simple...); None drafts nothing.",

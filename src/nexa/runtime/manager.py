@@ -54,6 +54,8 @@ RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
+# llama-server's default host RAM for prompt caches (--cache-ram 8192): nexa's default never takes more.
+PROMPT_CACHE_CAP = 8 * memory.GIB
 # llama.cpp's ngl: -1 lets it offload as many layers as fit; -2 is all of them, whatever they need.
 AUTO_LAYERS = -1
 
@@ -295,7 +297,10 @@ class ModelManager:
             api_key=Worker.new_api_key(),
             **draft_fields(self.store, options.draft),
         )
-        return spec if ctx else spec.model_copy(update={"ctx": self._fit_context(spec, _weights(manifest, quant))})
+        weights = _weights(manifest, quant)
+        if not ctx:
+            spec = spec.model_copy(update={"ctx": self._fit_context(spec, weights)})
+        return spec.model_copy(update={"prompt_cache_mib": self._prompt_cache_mib(spec, weights)})
 
     def _fit_context(self, spec: WorkerSpec, weights: int) -> int:
         """The trained context of `spec`'s model, lowered as far as its RAM and GPU budgets need."""
@@ -308,6 +313,17 @@ class ModelManager:
             trained, lambda ctx: self._estimate(spec.model_copy(update={"ctx": ctx}), weights, sizes),
             self.memory_budget, self._budgets_for(sizes),
         )
+
+    def _prompt_cache_mib(self, spec: WorkerSpec, weights: int) -> int:
+        """--prompt-cache if set; else room for one full context's KV cache (up to llama-server's 8 GiB), out of
+        what the memory budget leaves once the model and its context are counted: the context comes first."""
+        if self.settings.prompt_cache is not None:
+            return int(self.settings.prompt_cache) // memory.MIB
+        shape = read_shape(spec.model_path)
+        if shape is None:
+            return 0
+        room = self.memory_budget - self._estimate(spec, weights, self._gpu_sizes(spec.runtime)).ram
+        return max(0, min(shape.kv_bytes_per_token(spec.kv_cache_type) * spec.ctx, PROMPT_CACHE_CAP, room)) // memory.MIB
 
     def plan(self, manifest: Manifest, quant: str) -> Plan:
         """How a load of `manifest:quant` would start and what it would hold, estimated (off the event loop)."""
