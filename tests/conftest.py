@@ -22,7 +22,7 @@ from nexa.store import ModelRef, ModelType, Store
 from nexa.store.importer import import_local
 from tests.fixtures.minilm import import_minilm
 from tests.fixtures.fake_hub import FakeHub, make_test_hub, nexa_env
-from tests.fixtures.tiny_models import make_all
+from tests.fixtures.tiny_models import QWEN3_TEMPLATE, make_all, make_chat_llm
 
 # Tiny models imported into the session store: name -> (files, type or None to detect).
 TINY = {
@@ -55,6 +55,16 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     make_all(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def long_context_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a scripted Qwen3-template chat model trained for 131,072 tokens of context, as agents'
+    models are (its KV cache is 512 bytes a token: 64 MiB at full length); import it with import_local."""
+    folder = tmp_path_factory.mktemp("long-context")
+    make_chat_llm(str(folder / "qwen3-long-context.gguf"), "qwen3", script=["The", " answer", " is", " 42."],
+                  n_ctx=131072, template=QWEN3_TEMPLATE)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -97,18 +107,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Most tests need little context: 2 slots sharing 1024 tokens load fast. `engine=()` serves at nexa's defaults.
+SMALL_ENGINE = ("--parallel", "2", "--ctx", "1024")
+
+
 class ServerProcess:
     """`nexa serve` in a subprocess, as a user runs it. Its output is read as it comes: a pipe nobody
     reads fills up at 64 KiB, and then the server's logging blocks its event loop."""
 
     def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 startup_timeout: float = 30.0):
+                 startup_timeout: float = 30.0, engine: tuple[str, ...] = SMALL_ENGINE):
         self.port = free_port()
         self.base_url = f"http://{host}:{self.port}"
         environ = {**os.environ, "NEXA_DATADIR": str(datadir), "NEXA_THREADS": "1", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nexa", "serve", "--host", host, "--port", str(self.port), "--parallel", "2", "--ctx", "1024",
-             *args],
+            [sys.executable, "-m", "nexa", "serve", "--host", host, "--port", str(self.port), *engine, *args],
             env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self._lines: list[str] = []

@@ -81,8 +81,8 @@ def test_only_error_level_engine_lines_count_and_lose_their_time_stamp():
     assert engine_error("ggml.c:1234: GGML_ASSERT(x) failed") is None
 
 
-async def loaded_footprint(path: Path, runtime: str, parallel: int):
-    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=1024,
+async def loaded_footprint(path: Path, runtime: str, parallel: int, ctx: int = 1024):
+    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=ctx,
                                parallel=parallel, threads=1, runtime=runtime, api_key=Worker.new_api_key()))
     await worker.start(timeout=60)
     try:
@@ -93,10 +93,11 @@ async def loaded_footprint(path: Path, runtime: str, parallel: int):
 
 async def test_a_loaded_worker_reports_what_its_engine_allocated(tiny_dir, runtime):
     path = tiny_dir / "qwen3-random.gguf"
-    one, two = await loaded_footprint(path, runtime, 1), await loaded_footprint(path, runtime, 2)
+    one, two = await loaded_footprint(path, runtime, 1), await loaded_footprint(path, runtime, 2, ctx=2048)
     assert one is not None and one.devices == {} and two.devices == {}  # this machine has no GPU
     assert one.ram - PROCESS_BASELINE >= path.stat().st_size  # the weights' buffer, at least
-    # A second slot adds its own 1,024 tokens of KV cache; the compute buffer barely changes.
+    # The slots share one KV cache: a second slot adds none, 1,024 more tokens of context add their KV cache
+    # (and 1 MiB of attention mask in the compute buffer).
     kv = read_shape(str(path)).kv_bytes_per_token() * 1024
     assert kv <= two.ram - one.ram < kv + 4 * 1024 * 1024
 

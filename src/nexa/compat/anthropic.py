@@ -108,10 +108,23 @@ def _tool_choice(request: CountTokensRequest) -> dict[str, Any]:
     return fields
 
 
-def _messages(request: CountTokensRequest) -> list[ChatMessage]:
-    system = request.system
+# Claude Code's first system block, e.g. "x-anthropic-billing-header: cc_version=2.1.328.f86; cc_entrypoint=sdk-cli;":
+# metadata for Anthropic's billing, not an instruction. Its suffix changes with each conversation, so left in the
+# prompt it would make every session's prompt differ from its first line on, and no prefix could be reused.
+BILLING_HEADER = "x-anthropic-billing-header:"
+
+
+def _system(system: str | list[Any] | None) -> str | None:
+    """The system prompt the model sees: the blocks' texts, less the client's billing metadata."""
     if isinstance(system, list):
-        system = "\n\n".join(block.text for block in system)
+        return "\n\n".join(block.text for block in system if not block.text.lstrip().startswith(BILLING_HEADER))
+    if system and system.lstrip().startswith(BILLING_HEADER):
+        return system.lstrip().partition("\n")[2].lstrip("\n")
+    return system
+
+
+def _messages(request: CountTokensRequest) -> list[ChatMessage]:
+    system = _system(request.system)
     messages = [ChatMessage(role="system", content=system)] if system else []
     for i, message in enumerate(request.messages):
         translate = _assistant_turn if message.role == "assistant" else _user_turn
@@ -209,11 +222,17 @@ def message_response(answer: dict[str, Any], model: str) -> MessageResponse:
         name = call["function"]["name"]
         content.append(ToolUseContent(id=tool_use_id(call.get("id")), name=name,
                                       input=arguments_object(call["function"].get("arguments", ""), name)))
-    usage = answer.get("usage") or {}
     return MessageResponse(
         id=message_id, model=model, content=content, stop_reason=_STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        usage=MessageUsage(input_tokens=usage.get("prompt_tokens", 0), output_tokens=usage.get("completion_tokens", 0)),
+        usage=message_usage(answer.get("usage") or {}),
     )
+
+
+def message_usage(usage: dict[str, Any]) -> MessageUsage:
+    """OpenAI usage as Anthropic's: its input_tokens leave out what was read from the prompt cache."""
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    return MessageUsage(input_tokens=int(usage.get("prompt_tokens", 0)) - cached,
+                        output_tokens=int(usage.get("completion_tokens", 0)), cache_read_input_tokens=cached)
 
 
 class MessageStream(Translator):
@@ -254,7 +273,7 @@ class MessageStream(Translator):
         return events
 
     def finish(self) -> list[Event]:
-        usage = {"input_tokens": self._usage.get("prompt_tokens", 0), "output_tokens": self._usage.get("completion_tokens", 0)}
+        usage = message_usage(self._usage).model_dump()
         delta = {"stop_reason": self._stop_reason or "end_turn", "stop_sequence": None}
         return [*self._close_block(), ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
                 ("message_stop", {"type": "message_stop"})]

@@ -299,7 +299,9 @@ def final_fields(usage: dict[str, Any], timings: dict[str, Any], clock: Clock, e
     return {
         "total_duration": end - clock.start,
         "load_duration": clock.leased - clock.start,
-        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0),
+        # Ollama counts the prompt tokens it evaluated: those read from the prompt cache are not.
+        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0)
+        - int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         "prompt_eval_duration": int(prompt_ms * NS_PER_MS),
         "eval_count": int(usage.get("completion_tokens", timings.get("predicted_n", 0)) or 0),
         "eval_duration": int(eval_ms * NS_PER_MS),
@@ -440,19 +442,21 @@ def model_info(facts_: Facts) -> dict[str, Any]:
     return info
 
 
-def parameters_text(manifest: Manifest) -> str:
-    """The model's sampling defaults as Ollama's PARAMETER lines ('temperature 0.7')."""
-    return "\n".join(f"{key} {value:g}" for key, value in sorted(manifest.sampling_defaults.items()))
+def parameters_text(manifest: Manifest, num_ctx: int | None = None) -> str:
+    """The model's sampling defaults, and the context it gets (`num_ctx`, as Ollama names it), as Ollama's
+    PARAMETER lines ('temperature 0.7')."""
+    values = {**manifest.sampling_defaults, **({"num_ctx": num_ctx} if num_ctx else {})}
+    return "\n".join(f"{key} {value:g}" for key, value in sorted(values.items()))
 
 
-def modelfile(manifest: Manifest, quant: str, facts_: Facts) -> str:
+def modelfile(manifest: Manifest, quant: str, facts_: Facts, num_ctx: int | None = None) -> str:
     """A Modelfile-like summary, for clients that show it; nexa does not read Modelfiles."""
     lines = [f"# nexa model {model_id(manifest, quant)} ({manifest.source})", f"FROM {model_id(manifest, quant)}"]
     if facts_.template:
         lines.append(f'TEMPLATE """{facts_.template}"""')
     if manifest.system_prompt:
         lines.append(f'SYSTEM """{manifest.system_prompt}"""')
-    lines += [f"PARAMETER {line}" for line in parameters_text(manifest).splitlines()]
+    lines += [f"PARAMETER {line}" for line in parameters_text(manifest, num_ctx).splitlines()]
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ import httpx
 
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
-from nexa.runtime.memory import Footprint, LoadReport, file_size
+from nexa.runtime.memory import MIB, Footprint, LoadReport, file_size
 
 log = logging.getLogger("nexa.worker")
 
@@ -168,7 +168,7 @@ class Worker:
 
     def footprint(self) -> Footprint | None:
         """What the loaded model holds in RAM and on each GPU, as its engine reported it; None if it did not."""
-        return self._report.footprint(file_size(self.spec.mmproj_path))
+        return self._report.footprint(file_size(self.spec.mmproj_path), self.spec.prompt_cache_mib * MIB)
 
     async def wait(self) -> int:
         """Wait for the process to exit; returns its exit code."""

@@ -52,7 +52,8 @@ async def start_chat(
         supported = await asyncio.to_thread(supports_tools, manifest, manager.store.model_dir(manifest.name), quant)
         require_tool_support(request, manifest, supported)
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
-    body = chat_body(request.model_copy(update={"messages": messages}), manifest, manager.ctx_for(manifest, quant))
+    context = await manager.context_for(manifest, quant)
+    body = chat_body(request.model_copy(update={"messages": messages}), manifest, context)
     apply_keep_cache(body, keep_cache)
     return await manager.acquire(manifest, quant, request.keep_alive), body
 
@@ -62,6 +63,6 @@ async def start_completion(
 ) -> tuple[Lease, dict[str, Any]]:
     """The lease and engine body for a text completion on `target`, as `start_chat` for chat."""
     manifest, quant = target
-    body = completion_body(request, manifest, manager.ctx_for(manifest, quant))
+    body = completion_body(request, manifest, await manager.context_for(manifest, quant))
     apply_keep_cache(body, keep_cache)
     return await manager.acquire(manifest, quant, request.keep_alive), body

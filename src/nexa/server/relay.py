@@ -26,7 +26,9 @@ from nexa.server.stream import ENGINE, respond, sse_data
 
 
 _HINTS = {
-    "exceed_context_size_error": "; shorten the prompt or lower max_tokens, or start nexa serve with a larger --ctx",
+    "exceed_context_size_error": "; shorten the prompt or lower max_tokens, or give the model more context: "
+    "nexa serve --ctx N or --model-option NAME:ctx=N (with a larger --memory-budget if it needs one), or "
+    "--kv-cache-type q8_0 to fit about twice the context in the same memory",
 }
 
 

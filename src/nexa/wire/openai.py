@@ -385,6 +385,10 @@ class ModelCard(BaseModel):
     )
     status: ModelStatus = Field(description="llama-server's router form of its state, which the web UI reads.")
     architecture: ModelArchitecture = Field(description="Its input modalities, as the web UI reads them.")
+    context_length: int | None = Field(
+        None, description="Context tokens it gets (one request may use all of them): its worker's when loaded, "
+        "else what a load would give it now; null when that cannot be worked out (a draft model not pulled).",
+    )
 
 
 class ModelList(BaseModel):
@@ -475,7 +479,7 @@ class RunningModel(BaseModel):
     device_memory: dict[str, int] = Field(
         default_factory=dict, description="Bytes it holds on each GPU (CUDA0 ...), as its engine reported; empty on CPU."
     )
-    ctx: int = Field(description="Context tokens per slot.")
+    ctx: int = Field(description="Context tokens, shared by its slots: one request may use all of them.")
     parallel: int = Field(description="Slots: requests it generates for at once.")
     slots_busy: int | None = Field(description="Slots generating now, as the engine reports; null if it did not answer.")
     in_flight: int = Field(description="Requests being served, queued ones included.")

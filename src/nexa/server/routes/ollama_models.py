@@ -93,8 +93,9 @@ async def show(request: ModelRequest, manager: Manager) -> ShowResponse:
 
     def shown() -> ShowResponse:
         facts_ = facts(manifest, folder, quant)
+        num_ctx = manager.planned_context(manifest, quant)
         return ShowResponse(
-            modelfile=modelfile(manifest, quant, facts_), parameters=parameters_text(manifest),
+            modelfile=modelfile(manifest, quant, facts_, num_ctx), parameters=parameters_text(manifest, num_ctx),
             template=facts_.template,
             details=details(facts_, quant), model_info=model_info(facts_), modified_at=iso(manifest.pulled_at),
             capabilities=ollama_capabilities(capabilities(manifest, folder, quant), facts_, manifest.model_type),
