@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from nexa.compat.anthropic import MessageStream, chat_request, message_response, sse
+from nexa.compat.anthropic import MessageStream, chat_request, message_response, shows_thinking, sse
 from nexa.errors import NexaError
 from nexa.server.chat import start_chat
 from nexa.server.deps import Manager, MediaRules, WorkerClient
@@ -30,12 +30,15 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 async def messages(request: MessagesRequest, manager: Manager, client: WorkerClient, media: MediaRules) -> Response:
     """A message, or (`stream`) Anthropic's server-sent events."""
     lease, body = await start_chat(chat_request(request), manager, media, route=_ROUTE)
+    if request.stop_sequences:
+        body["verbose"] = True  # the engine then names the stop sequence that fired (its `__verbose`)
+    thinking = shows_thinking(request)
     if not request.stream:
         answer = await fetch_json(client, lease, "/v1/chat/completions", body)
-        return JSONResponse(message_response(answer, request.model).model_dump())
+        return JSONResponse(message_response(answer, request.model, thinking).model_dump())
     chunks = await open_chunks(client, lease, "/v1/chat/completions", body)
     return StreamingResponse(
-        _events(chunks, MessageStream(request.model)),
+        _events(chunks, MessageStream(request.model, thinking)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -4,13 +4,23 @@ API on the shared chat path, with its stored responses kept by the router (never
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import JSONResponse, Response as HTTPResponse, StreamingResponse
 
-from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response, sse
+from nexa.compat.responses import (
+    ResponseStream,
+    chat_request,
+    dump,
+    finished_response,
+    hosted_tools,
+    input_items,
+    new_response,
+    sse,
+)
 from nexa.errors import NexaError
 from nexa.server.chat import start_chat
 from nexa.server.deps import Manager, MediaRules, Responses, WorkerClient
@@ -20,6 +30,7 @@ from nexa.server.relay import call, engine_refusal, fetch_json, open_chunks
 from nexa.wire.responses import DeletedResponse, InputTokens, Response, ResponsesRequest
 
 router = APIRouter(tags=["responses"])
+log = logging.getLogger("nexa.server")
 
 _ROUTE = "/v1/responses"
 _STREAMED: dict[int | str, dict[str, Any]] = {
@@ -34,7 +45,10 @@ async def create(
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
     history = store.history(request.previous_response_id) if request.previous_response_id else []
     items = [*history, *input_items(request)]
-    lease, body = await start_chat(chat_request(request, history), manager, media, route=_ROUTE)
+    chat = chat_request(request, history)
+    if hosted := hosted_tools(request):
+        log.info("responses: left out hosted tools a local server cannot run: %s", ", ".join(hosted))
+    lease, body = await start_chat(chat, manager, media, route=_ROUTE)
     draft = new_response(request)
     size = int(http.headers.get("content-length") or 0)
 
