@@ -97,18 +97,21 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Most tests need little context: 2 slots sharing 1024 tokens load fast. `engine=()` serves at nexa's defaults.
+SMALL_ENGINE = ("--parallel", "2", "--ctx", "1024")
+
+
 class ServerProcess:
     """`nexa serve` in a subprocess, as a user runs it. Its output is read as it comes: a pipe nobody
     reads fills up at 64 KiB, and then the server's logging blocks its event loop."""
 
     def __init__(self, datadir: Path, *args: str, env: dict[str, str] | None = None, host: str = "127.0.0.1",
-                 startup_timeout: float = 30.0):
+                 startup_timeout: float = 30.0, engine: tuple[str, ...] = SMALL_ENGINE):
         self.port = free_port()
         self.base_url = f"http://{host}:{self.port}"
         environ = {**os.environ, "NEXA_DATADIR": str(datadir), "NEXA_THREADS": "1", **(env or {})}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "nexa", "serve", "--host", host, "--port", str(self.port), "--parallel", "2", "--ctx", "1024",
-             *args],
+            [sys.executable, "-m", "nexa", "serve", "--host", host, "--port", str(self.port), *engine, *args],
             env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         self._lines: list[str] = []
