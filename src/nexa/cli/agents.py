@@ -72,6 +72,8 @@ def _claude(target: Target, args: list[str]) -> Launch:
         "CLAUDE_CODE_SUBAGENT_MODEL": target.model,
         "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
     }
+    if target.context:  # Claude Code assumes 1M tokens for a model it does not know: compact within the real one
+        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(target.context)
     return Launch([AGENTS["claude"].binary, *args], env)
 
 
