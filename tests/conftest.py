@@ -39,6 +39,9 @@ TINY = {
     "test/qwen3-tool-split": (["qwen3-script-tool-split.gguf"], None),
     "test/qwen3-tool-parallel": (["qwen3-script-tool-parallel.gguf"], None),
     "test/qwen3-tool-bad": (["qwen3-script-tool-bad.gguf"], None),
+    # Agents (issue 20): a call of a Responses namespace's function, and of a custom (freeform) tool.
+    "test/qwen3-tool-namespaced": (["qwen3-script-tool-namespaced.gguf"], None),
+    "test/qwen3-tool-custom": (["qwen3-script-tool-custom.gguf"], None),
     "test/vision-gemma3": (["qwen3-script-text.gguf", "mmproj-gemma3.gguf"], None),
     "test/vision-mlp": (["qwen3-script-text.gguf", "mmproj-mlp.gguf"], None),
     "test/audio-qwen2a": (["qwen3-script-text.gguf", "mmproj-qwen2a.gguf"], None),

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from nexa.compat.anthropic import MessageStream, chat_request, message_response
+from nexa.compat.anthropic import MessageStream, ThinkingFilter, chat_request, message_response, without_thinking
 from nexa.server.stream import sse_named as sse
 from nexa.errors import EngineRefused, InvalidRequest
 from nexa.wire.anthropic import CountTokensRequest, MessagesRequest, error_body
@@ -213,3 +213,27 @@ def test_error_bodies_take_anthropics_types(status, type_):
     body = error_body(status, {"error": {"message": "boom", "type": "x", "param": None, "code": None}})
     assert body == {"type": "error", "error": {"type": type_, "message": "boom"}}
     json.dumps(body)
+
+
+# ---------------------------------------------------------------- thinking the client did not ask for
+
+
+RAW = "<think>\nThe user asks.\n</think>\n\nIt is sunny."
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7, 100])
+def test_a_raw_think_block_is_filtered_out_however_the_stream_splits_it(size):
+    cases = ((RAW, "It is sunny."), ("  " + RAW, "It is sunny."), ("<thin", "<thin"),
+             ("Plain <think>", "Plain <think>"), ("<think>never closed", ""))
+    for text, answer in cases:
+        think = ThinkingFilter()
+        out = "".join(think.feed(text[i:i + size]) for i in range(0, len(text), size)) + think.rest()
+        assert out.strip() == answer.strip() and without_thinking(text).strip() == answer.strip()
+
+
+def test_a_message_without_thinking_asked_has_neither_block_nor_tags():
+    answer = {"choices": [{"finish_reason": "stop", "message": {"content": RAW, "reasoning_content": "parsed"}}]}
+    shown = message_response(answer, "m", thinking=False)
+    assert [(b.type, b.text) for b in shown.content] == [("text", "It is sunny.")]
+    asked = message_response(answer, "m")
+    assert [b.type for b in asked.content] == ["thinking", "text"]

@@ -190,3 +190,45 @@ def test_an_engine_failure_mid_stream_is_an_error_event(server):
         for _ in events:
             pass
     assert caught.value.body["type"] == "error" and caught.value.body["error"]["type"] == "api_error"
+
+
+# ---------------------------------------------------------------- agents (issue 20)
+
+TOOL_TURN = [*ASK_WEATHER,
+             {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "get_weather",
+                                                "input": {"city": "Paris"}}]},
+             {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "sunny"}]}]
+
+
+@pytest.mark.parametrize("thinking", [None, {"type": "disabled"}])
+def test_thinking_never_lands_in_text_when_not_asked_for(claude, thinking):
+    """The model thinks anyway (a tool_result turn invites it); the engine, told not to think, leaves it raw."""
+    extra = {"thinking": thinking} if thinking else {}
+    for messages in (ASK_WEATHER, TOOL_TURN):
+        message = claude.messages.create(model="test/qwen3-think", max_tokens=200, messages=messages,
+                                         tools=[WEATHER_TOOL], **extra)
+        assert [(b.type, b.text) for b in message.content] == [("text", "It is sunny in Paris.")]
+        with claude.messages.stream(model="test/qwen3-think", max_tokens=200, messages=messages,
+                                    tools=[WEATHER_TOOL], **extra) as stream:
+            final = stream.get_final_message()
+        assert [(b.type, b.text) for b in final.content] == [("text", "It is sunny in Paris.")]
+
+
+def test_the_stop_sequence_that_fired_is_named(claude):
+    message = claude.messages.create(model="test/qwen3-text", max_tokens=50, messages=ASK_WEATHER,
+                                     stop_sequences=["nothing", " scripted"])
+    assert (message.stop_reason, message.stop_sequence, message.content[0].text) == ("stop_sequence", " scripted",
+                                                                                      "Hello from a")
+    with claude.messages.stream(model="test/qwen3-text", max_tokens=50, messages=ASK_WEATHER,
+                                stop_sequences=[" scripted"]) as stream:
+        final = stream.get_final_message()
+    assert (final.stop_reason, final.stop_sequence) == ("stop_sequence", " scripted")
+    plain = claude.messages.create(model="test/qwen3-text", max_tokens=50, messages=ASK_WEATHER, stop_sequences=["zzz"])
+    assert (plain.stop_reason, plain.stop_sequence) == ("end_turn", None)
+
+
+def test_a_system_message_in_the_conversation_is_accepted(claude):
+    """Claude Code sends its environment notes as a `system` message after the first user turn."""
+    message = claude.messages.create(model="test/qwen3-text", max_tokens=50, system="You are terse.", messages=[
+        *ASK_WEATHER, {"role": "system", "content": [{"type": "text", "text": "# Environment\ncwd: /tmp"}]}])
+    assert message.content[0].text == SCRIPT

@@ -222,3 +222,18 @@ def test_pull_of_a_missing_repo_is_a_404(hub_server):
         list(lama.pull("test-org/Missing-GGUF", stream=True))
     response = httpx.post(hub_server.base_url + "/api/pull", json={"model": "a/b/c"})
     assert response.status_code == 400 and set(response.json()) == {"error"}
+
+
+def test_a_bare_or_latest_name_picks_nexa_pulls_default_quant(hub_server):
+    """With Q8_0 pulled first and Q4_K_M after, a name without a tag (or with :latest) means Q4_K_M, as for `nexa pull`."""
+    lama = ollama.Client(host=hub_server.base_url, timeout=60)
+    for quant in ("Q8_0", "Q4_K_M"):
+        assert lama.pull(f"test-org/Tiny-GGUF:{quant}", stream=False).status == "success"
+    try:
+        for name in ("test-org/Tiny-GGUF", "test-org/Tiny-GGUF:latest", "hf.co/test-org/Tiny-GGUF:latest"):
+            assert lama.chat(model=name, messages=ASK, stream=False, keep_alive=0).message.content == HELLO
+            assert lama.show(name).details.quantization_level == "Q4_K_M"
+        lama.chat(model="test-org/Tiny-GGUF:latest", messages=ASK, stream=False)
+        assert [m.model for m in lama.ps().models] == ["test-org/Tiny-GGUF:Q4_K_M"]
+    finally:
+        assert lama.delete("test-org/Tiny-GGUF").status == "success"

@@ -242,3 +242,67 @@ def test_chunked_bodies_with_encrypted_reasoning_do_not_grow_the_store(http, ser
     for _ in range(6):
         post(store=True)
     assert _rss_mb(server.process.pid) - before < 40  # 6 x 20 MB stored would be 120 MB
+
+
+# ---------------------------------------------------------------- agents (issue 20): Codex's tools and fields
+
+NAMESPACE = {"type": "namespace", "name": "weather", "description": "Weather tools.",
+             "tools": [{k: v for k, v in GET_WEATHER.items()}]}
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Apply a patch.",
+               "format": {"type": "grammar", "syntax": "lark", "definition": "start: /.+/"}}
+HOSTED = [{"type": "web_search", "external_web_access": False}, {"type": "file_search", "vector_store_ids": ["vs_1"]},
+          {"type": "code_interpreter", "container": {"type": "auto"}}, {"type": "image_generation"},
+          {"type": "computer_use_preview", "display_width": 1024, "display_height": 768, "environment": "linux"},
+          {"type": "mcp", "server_label": "x", "server_url": "https://example.com"}, {"type": "local_shell"}]
+
+
+def test_a_codex_shaped_request_is_accepted_and_hosted_tools_left_out(http, server):
+    body = {"model": "test/qwen3-text", "stream": False, "tool_choice": "auto", "parallel_tool_calls": True,
+            "input": [{"type": "message", "role": "developer", "content": [{"type": "input_text", "text": "Be brief."}]},
+                      {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hi"}]}],
+            "tools": [GET_WEATHER, NAMESPACE, APPLY_PATCH, *HOSTED], "reasoning": {"summary": "auto"}, "store": False,
+            "include": ["reasoning.encrypted_content"], "prompt_cache_key": "session-1",
+            "client_metadata": {"turn_id": "t1", "x-codex-turn-metadata": "{}"}}
+    response = validated(http, **body)
+    assert response.output_text == SCRIPT and response.store is False
+    assert [tool.type for tool in response.tools] == ["function", "namespace", "custom", *(t["type"] for t in HOSTED)]
+    assert "left out hosted tools" in server.output  # said in the log
+    without_hosted = http.post("/v1/responses/input_tokens", json={**body, "tools": body["tools"][:3]}).json()
+    assert http.post("/v1/responses/input_tokens", json=body).json() == without_hosted  # not in the prompt
+
+
+def test_a_namespaced_call_comes_back_with_its_namespace(client):
+    first = client.responses.create(model="test/qwen3-tool-namespaced", input="Weather in Paris?", tools=[NAMESPACE])
+    (call,) = [item for item in first.output if item.type == "function_call"]
+    assert (call.name, call.namespace, json.loads(call.arguments)) == ("get_weather", "weather", {"city": "Paris"})
+    with client.responses.stream(model="test/qwen3-tool-namespaced", input="Weather?", tools=[NAMESPACE]) as stream:
+        streamed = [item for item in stream.get_final_response().output if item.type == "function_call"]
+    assert [(c.name, c.namespace) for c in streamed] == [("get_weather", "weather")]
+    again = client.responses.create(model="test/qwen3-text", tools=[NAMESPACE], input=[
+        {"role": "user", "content": "Weather in Paris?"}, call.model_dump(exclude_none=True),
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    assert again.output_text == SCRIPT
+
+
+def test_a_custom_tool_call_is_one_string_input(client, http):
+    first = client.responses.create(model="test/qwen3-tool-custom", input="Patch it.", tools=[APPLY_PATCH])
+    (call,) = [item for item in first.output if item.type == "custom_tool_call"]
+    assert call.name == "apply_patch" and call.input == "*** Begin Patch\n*** End Patch" and call.call_id
+    with client.responses.stream(model="test/qwen3-tool-custom", input="Patch it.", tools=[APPLY_PATCH]) as stream:
+        types = [event.type for event in stream]
+        (streamed,) = [item for item in stream.get_final_response().output if item.type == "custom_tool_call"]
+    assert "response.custom_tool_call_input.done" in types and streamed.input == call.input
+    again = validated(http, model="test/qwen3-text", tools=[APPLY_PATCH], input=[
+        {"role": "user", "content": "Patch it."}, call.model_dump(exclude_none=True),
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}])
+    assert again.output_text == SCRIPT
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"tools": [{"type": "frobnicate"}]}, "tool type 'frobnicate' is not supported"),
+    ({"tools": HOSTED[:1], "tool_choice": {"type": "web_search"}}, "forces the hosted tool 'web_search'"),
+    ({"tools": HOSTED[1:2], "tool_choice": {"type": "file_search"}}, "forces the hosted tool 'file_search'"),
+])
+def test_an_unknown_or_forced_hosted_tool_is_a_400_naming_it(http, body, words):
+    reply = http.post("/v1/responses", json={"model": "test/qwen3-text", "input": "hi", **body})
+    assert reply.status_code == 400 and words in reply.json()["error"]["message"], reply.text

@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from nexa import __version__
-from nexa.cli import chat, models, ps, runtime, serve
+from nexa.cli import chat, launch as launch_cli, models, ps, runtime, serve
 from nexa.cli.common import err_console
 from nexa.cluster import launch
 from nexa.errors import NexaError
@@ -25,6 +25,7 @@ serve.register(app)
 chat.register(app)
 ps.register(app)
 runtime.register(app)
+launch_cli.register(app)
 
 
 @app.command()

@@ -56,6 +56,7 @@ from nexa.wire.openai import (
 
 _STOP_REASONS: dict[str | None, StopReason] = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use"}
 Event = tuple[str, dict[str, Any]]
+_THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 
 # ---------------------------------------------------------------- request: Anthropic → OpenAI
 
@@ -127,9 +128,21 @@ def _messages(request: CountTokensRequest) -> list[ChatMessage]:
     system = _system(request.system)
     messages = [ChatMessage(role="system", content=system)] if system else []
     for i, message in enumerate(request.messages):
-        translate = _assistant_turn if message.role == "assistant" else _user_turn
+        translate = {"assistant": _assistant_turn, "system": _system_turn}.get(message.role, _user_turn)
         messages.extend(translate(message, f"messages[{i}]"))
     return messages
+
+
+def _system_turn(message: InputMessage, where: str) -> list[ChatMessage]:
+    """A system message inside the conversation (Claude Code's environment notes), kept at its place."""
+    if isinstance(message.content, str):
+        return [ChatMessage(role="system", content=message.content)]
+    texts = []
+    for j, block in enumerate(message.content):
+        if not isinstance(block, TextBlock):
+            raise _misplaced(block, f"{where}.content[{j}]", "system")
+        texts.append(block.text)
+    return [ChatMessage(role="system", content="\n\n".join(texts))]
 
 
 def _misplaced(block: Any, where: str, role: str) -> InvalidRequest:
@@ -208,23 +221,89 @@ def tool_use_id(call_id: str | None) -> str:
     return "toolu_" + (call_id or uuid.uuid4().hex[:24]).removeprefix("call_")
 
 
-def message_response(answer: dict[str, Any], model: str) -> MessageResponse:
-    """The engine's chat completion as an Anthropic message named `model`."""
+def shows_thinking(request: CountTokensRequest) -> bool:
+    """Whether the client asked for thinking (enabled or adaptive); otherwise none reaches it."""
+    return _enable_think(request.thinking) is not False
+
+
+def stop_sequence(payload: dict[str, Any]) -> str | None:
+    """The stop sequence that ended the generation: the engine names it in `__verbose` when asked."""
+    verbose = payload.get("__verbose") or {}
+    word = verbose.get("stopping_word")
+    return word if verbose.get("stop_type") == "word" and word else None
+
+
+def without_thinking(text: str) -> str:
+    """`text` less a leading <think>...</think> block, which a model may write even when thinking is off
+    (the engine then leaves it in the content)."""
+    stripped = text.lstrip()
+    if not stripped.startswith(_THINK_OPEN):
+        return text
+    _, closed, rest = stripped.partition(_THINK_CLOSE)
+    return rest.lstrip() if closed else ""
+
+
+class ThinkingFilter:
+    """The streamed form of `without_thinking`: text is held while it may still open a <think> block,
+    dropped inside one (keeping only what may be the start of </think>), and passed through once the
+    answer proper has begun."""
+
+    def __init__(self) -> None:
+        self._held = ""
+        self._state = "start"  # start, thinking, after (the block closed), answer
+
+    def feed(self, text: str) -> str:
+        if self._state == "answer":
+            return text
+        self._held += text
+        if self._state == "start":
+            stripped = self._held.lstrip()
+            if _THINK_OPEN.startswith(stripped):
+                return ""  # still undecided: empty, whitespace, or a prefix of <think>
+            if not stripped.startswith(_THINK_OPEN):
+                self._state, held, self._held = "answer", self._held, ""
+                return held
+            self._state = "thinking"
+        if self._state == "thinking":
+            _, closed, rest = self._held.partition(_THINK_CLOSE)
+            if not closed:
+                self._held = self._held[-(len(_THINK_CLOSE) - 1):]
+                return ""
+            self._state, self._held = "after", rest
+        answer, self._held = self._held.lstrip(), ""
+        if answer:
+            self._state = "answer"
+        return answer
+
+    def rest(self) -> str:
+        """What is still held at the end: an answer that was only a prefix of <think>."""
+        return self._held if self._state == "start" else ""
+
+
+def message_response(answer: dict[str, Any], model: str, thinking: bool = True) -> MessageResponse:
+    """The engine's chat completion as an Anthropic message named `model`; without `thinking` (the client
+    did not ask for it), no thinking, parsed or raw, is in it."""
     choice = answer["choices"][0]
     message = choice["message"]
     message_id = new_message_id()
     content: list[ThinkingContent | TextContent | ToolUseContent] = []
-    if message.get("reasoning_content"):
+    if message.get("reasoning_content") and thinking:
         content.append(ThinkingContent(thinking=message["reasoning_content"], signature=message_id))
-    if message.get("content"):
-        content.append(TextContent(text=message["content"]))
+    text = message.get("content") or ""
+    if text and not thinking:
+        text = without_thinking(text)
+    if text:
+        content.append(TextContent(text=text))
     for call in message.get("tool_calls") or []:
         name = call["function"]["name"]
         content.append(ToolUseContent(id=tool_use_id(call.get("id")), name=name,
                                       input=arguments_object(call["function"].get("arguments", ""), name)))
+    usage = answer.get("usage") or {}
+    stopped_by = stop_sequence(answer)
     return MessageResponse(
-        id=message_id, model=model, content=content, stop_reason=_STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        usage=message_usage(answer.get("usage") or {}),
+        id=message_id, model=model, content=content, stop_sequence=stopped_by,
+        stop_reason="stop_sequence" if stopped_by else _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
+        usage=message_usage(usage),
     )
 
 
@@ -241,13 +320,16 @@ class MessageStream(Translator):
     One content block is open at a time: a thinking block, a text block, or one tool_use block
     per tool call. A block closes when output of another kind (or another call) begins."""
 
-    def __init__(self, model: str):
+    def __init__(self, model: str, thinking: bool = True):
         self.model = model
         self.id = new_message_id()
         self._index = -1
         self._open: str | None = None  # "thinking", "text" or "tool:<openai call index>"
         self._stop_reason: StopReason | None = None
+        self._stop_sequence: str | None = None
         self._usage: dict[str, Any] = {}
+        self._thinking = thinking
+        self._filter = None if thinking else ThinkingFilter()
 
     def start(self) -> list[Event]:
         message = MessageResponse(id=self.id, model=self.model, content=[], stop_reason=None,
@@ -258,14 +340,16 @@ class MessageStream(Translator):
         events: list[Event] = []
         if chunk.get("usage"):
             self._usage = chunk["usage"]
+        self._stop_sequence = stop_sequence(chunk) or self._stop_sequence
         for choice in chunk.get("choices") or []:
             delta = choice.get("delta") or {}
-            if delta.get("reasoning_content"):
+            if delta.get("reasoning_content") and self._thinking:
                 events += self._open_block("thinking", {"type": "thinking", "thinking": "", "signature": ""})
                 events.append(self._delta({"type": "thinking_delta", "thinking": delta["reasoning_content"]}))
-            if delta.get("content"):
-                events += self._open_block("text", {"type": "text", "text": ""})
-                events.append(self._delta({"type": "text_delta", "text": delta["content"]}))
+            text = delta.get("content") or ""
+            if text and self._filter is not None:
+                text = self._filter.feed(text)
+            events += self._text(text)
             for call in delta.get("tool_calls") or []:
                 events += self._tool_call(call)
             if choice.get("finish_reason"):
@@ -273,14 +357,21 @@ class MessageStream(Translator):
         return events
 
     def finish(self) -> list[Event]:
+        events = self._text(self._filter.rest()) if self._filter is not None else []
         usage = message_usage(self._usage).model_dump()
-        delta = {"stop_reason": self._stop_reason or "end_turn", "stop_sequence": None}
-        return [*self._close_block(), ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
+        stop_reason = "stop_sequence" if self._stop_sequence else self._stop_reason or "end_turn"
+        delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
+        return [*events, *self._close_block(), ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
                 ("message_stop", {"type": "message_stop"})]
 
     def fail(self, body: dict[str, Any]) -> list[Event]:
         """The `error` event that ends a stream which failed midway; `body` is in Anthropic's error shape."""
         return [("error", body)]
+
+    def _text(self, text: str) -> list[Event]:
+        if not text:
+            return []
+        return [*self._open_block("text", {"type": "text", "text": ""}), self._delta({"type": "text_delta", "text": text})]
 
     def _tool_call(self, call: dict[str, Any]) -> list[Event]:
         events: list[Event] = []

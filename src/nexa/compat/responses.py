@@ -5,10 +5,15 @@ previous_response_id names) becomes the one internal chat request, and the engin
 Responses keep a turn as a list of items: an assistant turn with thinking, text and tool calls is
 a reasoning item, a message item and function_call items; chat keeps it as one assistant message.
 Images become `image_url` parts, so they pass the same media policy as chat's.
+
+Tools: a namespace's functions are offered as `<namespace>__<name>`, a custom tool as a function of
+one string `input`; a call of either comes back in the Responses shape the client gave (a
+function_call with its `namespace`, a custom_tool_call with its `input`). Hosted tools are left out.
 """
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal
@@ -32,14 +37,21 @@ from nexa.wire.openai import (
     ToolCall,
 )
 from nexa.wire.responses import (
+    CustomTool,
+    CustomToolCallItem,
+    CustomToolCallOutputItem,
     FunctionCallItem,
     FunctionCallOutputItem,
+    FunctionTool,
     FunctionToolChoice,
+    HostedTool,
+    HostedToolChoice,
     IncompleteDetails,
     InputImage,
     InputItem,
     InputMessage,
     InputTokensDetails,
+    NamespaceTool,
     OutputItem,
     OutputMessage,
     OutputText,
@@ -58,6 +70,78 @@ from nexa.wire.responses import (
 
 Event = dict[str, Any]
 ItemStatus = Literal["completed", "incomplete"]
+CallItem = FunctionCallItem | CustomToolCallItem
+NAMESPACE_SEPARATOR = "__"
+_CUSTOM_INPUT = "input"
+
+# ---------------------------------------------------------------- tools
+
+
+class ToolNames:
+    """How the client's tools are named to the model, and back: `namespace__name` for a namespace's
+    functions, the plain name otherwise; which names are custom (freeform) tools."""
+
+    def __init__(self, tools: list[Any]):
+        self._namespaced: dict[str, tuple[str, str]] = {}
+        self.custom: set[str] = set()
+        for tool in tools:
+            if isinstance(tool, NamespaceTool):
+                for function in tool.tools:
+                    self._namespaced[namespaced(tool.name, function.name)] = (tool.name, function.name)
+            elif isinstance(tool, CustomTool):
+                self.custom.add(tool.name)
+
+    def call_item(self, call_id: str, model_name: str, arguments: str, status: ItemStatus | Literal["in_progress"],
+                  item_id: str) -> CallItem:
+        """The output item of the model's call of `model_name`, in the shape of the tool it calls."""
+        if model_name in self.custom:
+            return CustomToolCallItem(id=item_id, call_id=call_id, name=model_name, input=custom_input(arguments),
+                                      status=status)
+        namespace, name = self._namespaced.get(model_name, (None, model_name))
+        return FunctionCallItem(id=item_id, call_id=call_id, name=name, namespace=namespace, arguments=arguments or "{}",
+                                status=status)
+
+
+def namespaced(namespace: str, name: str) -> str:
+    return f"{namespace}{NAMESPACE_SEPARATOR}{name}"
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's input from the JSON arguments the engine produced (`{"input": "..."}`)."""
+    try:
+        value = json.loads(arguments or "{}")
+    except json.JSONDecodeError:
+        return arguments
+    if isinstance(value, dict) and isinstance(value.get(_CUSTOM_INPUT), str):
+        return value[_CUSTOM_INPUT]
+    return arguments
+
+
+def hosted_tools(request: ResponsesRequest) -> list[str]:
+    """The hosted tools `request` offers, which nexa leaves out of the prompt (the route logs them)."""
+    return [tool.type for tool in request.tools or [] if isinstance(tool, HostedTool)]
+
+
+def _chat_tools(tools: list[Any]) -> list[Tool]:
+    chat: list[Tool] = []
+    for tool in tools:
+        if isinstance(tool, FunctionTool):
+            chat.append(_function(tool.name, tool))
+        elif isinstance(tool, NamespaceTool):
+            chat += [_function(namespaced(tool.name, function.name), function) for function in tool.tools]
+        elif isinstance(tool, CustomTool):
+            about = (tool.format or {}).get("definition")
+            parameters = {"type": "object", "required": [_CUSTOM_INPUT], "properties": {_CUSTOM_INPUT: {
+                "type": "string", **({"description": f"Follows this grammar:\n{about}"} if about else {})}}}
+            chat.append(Tool(function=FunctionDefinition(name=tool.name, description=tool.description,
+                                                         parameters=parameters)))
+    return chat
+
+
+def _function(name: str, tool: FunctionTool) -> Tool:
+    return Tool(function=FunctionDefinition(name=name, description=tool.description, parameters=tool.parameters,
+                                            strict=tool.strict))
+
 
 # ---------------------------------------------------------------- request: Responses → chat
 
@@ -81,12 +165,14 @@ def chat_request(request: ResponsesRequest, history: list[InputItem]) -> ChatCom
         "temperature": request.temperature, "top_p": request.top_p, "user": request.user,
         "parallel_tool_calls": request.parallel_tool_calls, "keep_alive": request.keep_alive,
     }
-    if request.tools:
-        fields["tools"] = [
-            Tool(function=FunctionDefinition(name=t.name, description=t.description, parameters=t.parameters, strict=t.strict))
-            for t in request.tools
-        ]
+    tools = _chat_tools(request.tools or [])
+    if tools:
+        fields["tools"] = tools
     choice = request.tool_choice
+    if isinstance(choice, HostedToolChoice):
+        raise InvalidRequest(f"tool_choice forces the hosted tool '{choice.type}', which runs on OpenAI's servers and "
+                             "not on a local one; offer a function tool instead, or leave tool_choice 'auto'",
+                             param="tool_choice")
     fields["tool_choice"] = NamedToolChoice(function=NamedFunction(name=choice.name)) if isinstance(
         choice, FunctionToolChoice) else choice
     fields["response_format"] = _response_format(request.text)
@@ -137,14 +223,18 @@ def _messages(items: list[InputItem], where: str) -> list[ChatMessage]:
                 flush()
             turn.thoughts += [part.text for part in item.content or item.summary]
         elif isinstance(item, FunctionCallItem):
-            turn.calls.append(ToolCall(id=item.call_id, function=FunctionCall(name=item.name, arguments=item.arguments)))
+            name = namespaced(item.namespace, item.name) if item.namespace else item.name
+            turn.calls.append(ToolCall(id=item.call_id, function=FunctionCall(name=name, arguments=item.arguments)))
+        elif isinstance(item, CustomToolCallItem):
+            arguments = json.dumps({_CUSTOM_INPUT: item.input}, ensure_ascii=False)
+            turn.calls.append(ToolCall(id=item.call_id, function=FunctionCall(name=item.name, arguments=arguments)))
         elif isinstance(item, InputMessage) and item.role == "assistant":
             if turn.text or turn.calls:
                 flush()
             turn.text.append(_text(item.content))
         else:
             flush()
-            if isinstance(item, FunctionCallOutputItem):
+            if isinstance(item, FunctionCallOutputItem | CustomToolCallOutputItem):
                 messages.append(ChatMessage(role="tool", tool_call_id=item.call_id, content=_text(item.output)))
             else:
                 messages.append(ChatMessage(role=item.role, content=_parts(item, f"{where}[{i}].content")))
@@ -223,11 +313,11 @@ def finished_response(draft: Response, answer: dict[str, Any]) -> Response:
     calls = message.get("tool_calls") or []
     if message.get("content") or not calls:
         output.append(OutputMessage(id=_new_id("msg"), status=status, content=[OutputText(text=message.get("content") or "")]))
+    names = ToolNames(draft.tools)
     for call in calls:
         function = call.get("function") or {}
-        output.append(FunctionCallItem(id=_new_id("fc"), call_id=call.get("id") or _new_id("call"),
-                                       name=function.get("name", ""), arguments=function.get("arguments") or "{}",
-                                       status="completed"))
+        output.append(names.call_item(call.get("id") or _new_id("call"), function.get("name", ""),
+                                      function.get("arguments") or "{}", "completed", _new_id("fc")))
     return _finished(draft, output, choice.get("finish_reason"), answer.get("usage") or {})
 
 
@@ -259,6 +349,7 @@ class ResponseStream(Translator):
         self._pieces: list[str] = []
         self._finish_reason: str | None = None
         self._usage: dict[str, Any] = {}
+        self._names = ToolNames(draft.tools)
 
     def start(self) -> list[Event]:
         return [self._lifecycle("response.created"), self._lifecycle("response.in_progress")]
@@ -282,11 +373,14 @@ class ResponseStream(Translator):
                 function = call.get("function") or {}
                 key = f"tool:{call.get('index', 0)}"
                 if self._key != key:
-                    item = FunctionCallItem(id=_new_id("fc"), call_id=call.get("id") or _new_id("call"),
-                                            name=function.get("name") or "", arguments="", status="in_progress")
+                    item = self._names.call_item(call.get("id") or _new_id("call"), function.get("name") or "", "",
+                                                 "in_progress", _new_id("fc"))
                     events += self._open(key, item, None)
                 if function.get("arguments"):
-                    events.append(self._piece("response.function_call_arguments.delta", function["arguments"]))
+                    if isinstance(self._output[-1], CustomToolCallItem):  # its input is whole only at the end
+                        self._pieces.append(function["arguments"])
+                    else:
+                        events.append(self._piece("response.function_call_arguments.delta", function["arguments"]))
             if choice.get("finish_reason"):
                 self._finish_reason = choice["finish_reason"]
         return events
@@ -334,6 +428,10 @@ class ResponseStream(Translator):
             item = item.model_copy(update={"arguments": text or "{}", "status": "completed"})
             events.append(self._event("response.function_call_arguments.done", **where, name=item.name,
                                       arguments=item.arguments))
+        elif isinstance(item, CustomToolCallItem):
+            item = item.model_copy(update={"input": custom_input(text), "status": "completed"})
+            events.append(self._event("response.custom_tool_call_input.delta", **where, delta=item.input))
+            events.append(self._event("response.custom_tool_call_input.done", **where, input=item.input))
         else:
             if isinstance(item, ReasoningItem):
                 part: OutputText | ReasoningText = ReasoningText(text=text)

@@ -72,7 +72,8 @@ InputBlock = Annotated[
 
 
 class InputMessage(StrictBase):
-    role: Literal["user", "assistant"]
+    role: Literal["user", "assistant", "system"] = Field(
+        description="'system' (as Claude Code sends it) is an instruction in the conversation, at its place.")
     content: str | Annotated[list[InputBlock], Field(max_length=MAX_PARTS)]
 
 

@@ -1,7 +1,8 @@
 """OpenAI Responses API bodies (`POST /v1/responses`, `GET /v1/responses/{id}`).
 
-Only function tools exist here: built-in tools (web search, file search, ...) need OpenAI's
-servers. Input items are the same shapes as output items, so a client can send a response's
+Function tools run on the client, and so do `custom` (freeform) tools and the functions of a
+`namespace` tool; OpenAI's hosted tools (web search, file search, ...) need OpenAI's servers, so
+they are accepted and left out of the prompt. Input items are the same shapes as output items, so a client can send a response's
 output back as the next input. Unknown fields are ignored, as OpenAI clients send new ones;
 errors keep OpenAI's shape, so this dialect needs no entry in DIALECTS.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Discriminator, Field, Tag
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from nexa.wire.names import ModelName
 from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
@@ -62,12 +63,32 @@ class FunctionCallItem(StrictBase):
     id: str | None = None
     call_id: str = Field(description="Pairs the call with its function_call_output.")
     name: str
+    namespace: str | None = Field(None, description="The namespace tool whose function this is, if any.")
     arguments: str = Field(description="JSON-encoded arguments.")
+    status: Literal["in_progress", "completed", "incomplete"] | None = None
+
+
+class CustomToolCallItem(StrictBase):
+    """A call of a custom (freeform) tool: its input is one string, not JSON arguments."""
+
+    type: Literal["custom_tool_call"] = "custom_tool_call"
+    id: str | None = None
+    call_id: str
+    name: str
+    input: str
     status: Literal["in_progress", "completed", "incomplete"] | None = None
 
 
 class FunctionCallOutputItem(StrictBase):
     type: Literal["function_call_output"]
+    call_id: str
+    output: str | Annotated[list[Union[InputText, OutputText]], Field(max_length=MAX_PARTS)]
+    id: str | None = None
+    status: str | None = None
+
+
+class CustomToolCallOutputItem(StrictBase):
+    type: Literal["custom_tool_call_output"]
     call_id: str
     output: str | Annotated[list[Union[InputText, OutputText]], Field(max_length=MAX_PARTS)]
     id: str | None = None
@@ -106,12 +127,15 @@ InputItem = Annotated[
         Annotated[InputMessage, Tag("message")],
         Annotated[FunctionCallItem, Tag("function_call")],
         Annotated[FunctionCallOutputItem, Tag("function_call_output")],
+        Annotated[CustomToolCallItem, Tag("custom_tool_call")],
+        Annotated[CustomToolCallOutputItem, Tag("custom_tool_call_output")],
         Annotated[ReasoningItem, Tag("reasoning")],
     ],
     Discriminator(
         _item_type,
         custom_error_type="invalid_item_type",
-        custom_error_message="unsupported input item type; use message, function_call, function_call_output or reasoning",
+        custom_error_message="unsupported input item type; use message, function_call, function_call_output, "
+                             "custom_tool_call, custom_tool_call_output or reasoning",
     ),
 ]
 
@@ -124,7 +148,8 @@ class OutputMessage(StrictBase):
     content: list[OutputText] = Field(default_factory=list)
 
 
-OutputItem = Annotated[Union[OutputMessage, FunctionCallItem, ReasoningItem], Field(discriminator="type")]
+OutputItem = Annotated[Union[OutputMessage, FunctionCallItem, CustomToolCallItem, ReasoningItem],
+                      Field(discriminator="type")]
 
 # ---------------------------------------------------------------- request
 
@@ -132,16 +157,84 @@ OutputItem = Annotated[Union[OutputMessage, FunctionCallItem, ReasoningItem], Fi
 class FunctionTool(StrictBase):
     """Responses' flat function tool (chat nests the same fields under `function`)."""
 
-    type: Literal["function"] = Field(description="Only function tools: built-in tools need OpenAI's servers.")
+    type: Literal["function"] = "function"
     name: str = Field(min_length=1, max_length=256)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
 
 
+class NamespaceTool(StrictBase):
+    """A group of function tools under one name (Codex's sub-agent and MCP tools): each function is
+    offered to the model, and its calls come back with their `namespace`."""
+
+    type: Literal["namespace"]
+    name: str = Field(min_length=1, max_length=128)
+    description: str | None = None
+    tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)]
+
+
+class CustomTool(StrictBase):
+    """A freeform tool: the model writes one string (`format` may describe it as a grammar)."""
+
+    type: Literal["custom"]
+    name: str = Field(min_length=1, max_length=256)
+    description: str | None = None
+    format: dict[str, Any] | None = None
+
+
+# OpenAI's tools that run on OpenAI's servers: a local server cannot run them, so they stay out of the prompt.
+HOSTED_TOOLS = ("web_search", "web_search_preview", "file_search", "code_interpreter", "image_generation",
+                "computer_use_preview", "computer_use", "mcp", "local_shell", "tool_search")
+
+
+class HostedTool(BaseModel):
+    """One of OpenAI's hosted tools, kept as sent (for the echo) and never offered to the model."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal[HOSTED_TOOLS]  # type: ignore[valid-type]
+
+
+class UnknownTool(BaseModel):
+    """A tool type nexa does not know: refused, naming the type."""
+
+    type: Any = None
+
+    @model_validator(mode="after")
+    def _refuse(self) -> "UnknownTool":
+        raise ValueError(f"tool type {self.type!r} is not supported; use function, custom or namespace tools "
+                         f"(hosted tools {', '.join(HOSTED_TOOLS)} are accepted and left out)")
+
+
+def _tool_type(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    if kind in ("function", "namespace", "custom"):
+        return kind
+    return "hosted" if kind in HOSTED_TOOLS else "unknown"
+
+
+ResponseTool = Annotated[
+    Union[
+        Annotated[FunctionTool, Tag("function")],
+        Annotated[NamespaceTool, Tag("namespace")],
+        Annotated[CustomTool, Tag("custom")],
+        Annotated[HostedTool, Tag("hosted")],
+        Annotated[UnknownTool, Tag("unknown")],
+    ],
+    Discriminator(_tool_type),
+]
+
+
 class FunctionToolChoice(StrictBase):
-    type: Literal["function"]
+    type: Literal["function", "custom"]
     name: str
+
+
+class HostedToolChoice(BaseModel):
+    """`{"type": "web_search"}` and the like: forcing a tool nexa cannot run, refused when translated."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal[HOSTED_TOOLS]  # type: ignore[valid-type]
 
 
 class TextFormatText(StrictBase):
@@ -173,7 +266,7 @@ class Reasoning(StrictBase):
     summary: Literal["auto", "concise", "detailed"] | None = None
 
 
-ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice
+ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice | HostedToolChoice
 
 
 class ResponsesRequest(StrictBase):
@@ -187,7 +280,7 @@ class ResponsesRequest(StrictBase):
     previous_response_id: str | None = Field(None, description="Continue from a stored response: its input and output come first.")
     store: bool = Field(True, description="Keep the response for GET and previous_response_id (in memory, bounded).")
     stream: bool = False
-    tools: list[FunctionTool] | None = Field(None, max_length=MAX_TOOLS)
+    tools: list[ResponseTool] | None = Field(None, max_length=MAX_TOOLS)
     tool_choice: ToolChoice | None = None
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
@@ -199,6 +292,10 @@ class ResponsesRequest(StrictBase):
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
     background: bool | None = Field(None, description="Not supported: must be false.")
     keep_alive: KeepAlive
+    include: list[str] | None = Field(None, description="Accepted; nexa's reasoning is never encrypted, so there is "
+                                                        "nothing extra to include.")
+    prompt_cache_key: str | None = Field(None, description="Accepted: a hint that requests share a prompt prefix.")
+    client_metadata: dict[str, Any] | None = Field(None, description="Accepted and ignored: the client's own bookkeeping.")
 
 
 # ---------------------------------------------------------------- response
@@ -249,7 +346,7 @@ class Response(BaseModel):
     background: bool = False
     parallel_tool_calls: bool = True
     tool_choice: ToolChoice = "auto"
-    tools: list[FunctionTool] = Field(default_factory=list)
+    tools: list[ResponseTool] = Field(default_factory=list)
     text: TextConfig = Field(default_factory=TextConfig)
     reasoning: Reasoning | None = None
     max_output_tokens: int | None = None

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, Response
 
-from nexa.compat.anthropic import MessageStream, chat_request, message_response
+from nexa.compat.anthropic import MessageStream, chat_request, message_response, shows_thinking
 from nexa.server.chat import resolve_for, start_chat
 from nexa.server.deps import Manager, MediaRules, WorkerClient
 from nexa.server.lengths import prompt_tokens
@@ -28,11 +28,14 @@ async def messages(request: MessagesRequest, manager: Manager, client: WorkerCli
     """A message, or (`stream`) Anthropic's server-sent events."""
     chat = chat_request(request)
     lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE, manager, chat.model))
+    if request.stop_sequences:
+        body["verbose"] = True  # the engine then names the stop sequence that fired (its `__verbose`)
+    thinking = shows_thinking(request)
     if not request.stream:
         answer = await fetch_json(client, lease, "/v1/chat/completions", body)
-        return JSONResponse(message_response(answer, request.model).model_dump())
+        return JSONResponse(message_response(answer, request.model, thinking).model_dump())
     chunks = await open_chunks(client, lease, "/v1/chat/completions", body)
-    return respond(chunks, MessageStream(request.model), ANTHROPIC, _ROUTE)
+    return respond(chunks, MessageStream(request.model, thinking), ANTHROPIC, _ROUTE)
 
 
 @router.post(_ROUTE + "/count_tokens", response_model=TokenCount)

@@ -3,12 +3,21 @@ API on the shared chat path, with its stored responses kept by the router (never
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import JSONResponse, Response as HTTPResponse
 
-from nexa.compat.responses import ResponseStream, chat_request, dump, finished_response, input_items, new_response
+from nexa.compat.responses import (
+    ResponseStream,
+    chat_request,
+    dump,
+    finished_response,
+    hosted_tools,
+    input_items,
+    new_response,
+)
 from nexa.server.chat import resolve_for, start_chat
 from nexa.server.deps import Manager, MediaRules, Responses, WorkerClient
 from nexa.server.lengths import prompt_tokens
@@ -17,6 +26,7 @@ from nexa.server.stream import RESPONSES, respond
 from nexa.wire.responses import DeletedResponse, InputTokens, Response, ResponsesRequest
 
 router = APIRouter(tags=["responses"])
+log = logging.getLogger("nexa.server")
 
 _ROUTE = "/v1/responses"
 _STREAMED: dict[int | str, dict[str, Any]] = {
@@ -31,6 +41,8 @@ async def create(
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
     history = store.history_of(request.previous_response_id)
     chat = chat_request(request, history[0])
+    if hosted := hosted_tools(request):
+        log.info("responses: left out hosted tools a local server cannot run: %s", ", ".join(hosted))
     lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE, manager, chat.model))
     draft = new_response(request)
 
