@@ -9,7 +9,6 @@ Images become `image_url` parts, so they pass the same media policy as chat's.
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from typing import Any, Literal
