@@ -12,6 +12,8 @@ from nexa.store.manifest import ModelType
 # llama.cpp's speculative decoding types that need no draft model: they draft from the context's own text.
 NGRAM_MODES = ("ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-cache")
 DRAFT_MODEL = "draft-simple"
+# Shortest worker key served with: nexa's random keys (secrets.token_urlsafe(32)) have 43 characters.
+MIN_API_KEY = 32
 
 
 class WorkerSpec(BaseModel):
@@ -35,3 +37,7 @@ class WorkerSpec(BaseModel):
         "absolute path of a llama-server binary; nexa.runtime.runtimes.resolve() turns a user's choice into this.",
     )
     api_key: str = Field(repr=False, description="The worker's own key; kept out of repr so it never reaches a log.")
+
+    def guessable_key(self) -> bool:
+        """Whether the key is too short to be one of nexa's random ones (a placeholder such as '-')."""
+        return len(self.api_key) < MIN_API_KEY
