@@ -241,3 +241,22 @@ def test_hub_settings_are_read_from_the_environment_at_pull_time(hub_env):
     offline = run_nexa({**hub_env, "HF_HUB_OFFLINE": "1"}, "pull", TINY)
     assert offline.returncode == 1 and "HF_HUB_OFFLINE is set" in offline.stderr
     assert "Traceback" not in result.stderr + offline.stderr
+
+
+def test_downloaded_weights_are_on_disk_before_the_manifest_names_them(hub_env, monkeypatch):
+    import os
+
+    from nexa.hub import download
+
+    synced: list[str] = []
+    manifest = Path(hub_env["NEXA_DATADIR"]) / "models" / TINY / "manifest.json"
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(("manifest " if manifest.exists() else "") + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(download.os, "fsync", spy)
+    pull_in_process(hub_env, TINY)
+    assert any(path.endswith("tiny-Q4_K_M.gguf.incomplete") for path in synced), synced
+    assert not any(path.startswith("manifest ") for path in synced)
