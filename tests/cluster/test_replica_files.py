@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 from pathlib import Path
 from unittest import mock
 
-from nexa.cluster.replica import locate
+import pytest
+
+from nexa.cluster.replica import locate, with_own_key
 from nexa.engine.spec import WorkerSpec
+from nexa.errors import ModelLoadFailed
+from nexa.runtime.worker import Worker
 from nexa.store import ModelType, Store
 from tests.fixtures.fake_hub import FakeHub
 
@@ -44,3 +49,12 @@ def test_a_model_already_in_the_nodes_store_is_used_without_the_network(session_
     with mock.patch.dict(os.environ, {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_OFFLINE": "1"}):
         found = locate(spec("test/qwen3-text:F32"), session_store.root)
     assert Path(found.model_path).exists() and found.model_path != "/on/the/ingress/node.gguf"
+
+
+def test_each_replica_gives_its_worker_a_random_key_and_a_worker_refuses_the_placeholder(tmp_path: Path) -> None:
+    """On Ray every engine had the key '-': any local user of any node could call it."""
+    placeholder = spec("test/qwen3-text")
+    first, second = with_own_key(placeholder), with_own_key(placeholder)
+    assert first.api_key != second.api_key and not first.guessable_key() and placeholder.guessable_key()
+    with pytest.raises(ModelLoadFailed, match="guessable API key"):
+        asyncio.run(Worker(placeholder.model_copy(update={"model_path": str(tmp_path / "any.gguf")})).start(30))

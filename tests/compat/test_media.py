@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import os
 from pathlib import Path
 
 import pytest
@@ -177,3 +178,52 @@ def test_errors_name_the_part_and_the_missing_capability(tmp_path, tiny_dir):
     assert "cannot read images" in info.value.message and "org/m" in info.value.message
     with pytest.raises(InvalidRequest, match="no file at"):
         run(resolve_media(_image_message("/nope.png"), _manifest(tmp_path, "mmproj-mlp.gguf", tiny_dir), tmp_path, POLICY))
+
+
+EPS = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n%%EndComments\n"
+       b"newpath 0 0 moveto 8 0 lineto 8 8 lineto closepath fill\nshowpage\n%%EOF\n")
+
+
+def test_only_the_documented_formats_are_opened_so_eps_never_reaches_ghostscript(monkeypatch):
+    from PIL import EpsImagePlugin
+
+    assert Image.open(io.BytesIO(EPS)).format == "EPS"  # Pillow alone would take it (and run Ghostscript)
+    ran: list[object] = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *args, **kwargs: ran.append(args))
+    for decode in (engine_image, lambda data: asyncio.run(checked_image(data))):
+        with pytest.raises(ImageProblem, match="send JPEG, PNG, WebP"):
+            decode(EPS)
+    assert ran == []
+
+
+def test_a_local_file_is_read_from_its_descriptor_up_to_the_cap(tmp_path, monkeypatch):
+    policy = MediaPolicy(max_bytes=1000)
+    big = tmp_path / "big.png"
+    big.write_bytes(b"x" * 1001)
+    with pytest.raises(MediaProblem, match="over the"):
+        read_local_file(big, policy)
+    # A file that reports size 0 is read up to the cap, not whole (it may never end).
+    assert Path("/proc/self/maps").stat().st_size == 0
+    with pytest.raises(MediaProblem, match="over the"):
+        read_local_file(Path("/proc/self/maps"), MediaPolicy(max_bytes=100))
+    with pytest.raises(MediaProblem, match="is not a file"):
+        read_local_file(Path("/dev/zero"), policy)
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)  # no writer: opening it must not wait
+    with pytest.raises(MediaProblem, match="is not a file"):
+        read_local_file(fifo, policy)
+    small = tmp_path / "small.png"
+    small.write_bytes(b"y" * 1000)
+    assert read_local_file(small, policy) == b"y" * 1000
+
+
+def test_a_child_decoder_that_hangs_is_stopped(monkeypatch, tmp_path):
+    from nexa.compat import images
+
+    hangs = tmp_path / "python"
+    hangs.write_text("#!/bin/sh\nexec sleep 30\n")  # a decoder stuck on its input
+    hangs.chmod(0o755)
+    monkeypatch.setattr(images, "CHILD_TIMEOUT", 1.0)
+    monkeypatch.setattr(images.sys, "executable", str(hangs))
+    with pytest.raises(ImageProblem, match="longer than 1 s"):
+        images._decode_in_child(b"")

@@ -241,3 +241,80 @@ def test_hub_settings_are_read_from_the_environment_at_pull_time(hub_env):
     offline = run_nexa({**hub_env, "HF_HUB_OFFLINE": "1"}, "pull", TINY)
     assert offline.returncode == 1 and "HF_HUB_OFFLINE is set" in offline.stderr
     assert "Traceback" not in result.stderr + offline.stderr
+
+
+def test_downloaded_weights_are_on_disk_before_the_manifest_names_them(hub_env, monkeypatch):
+    import os
+
+    from nexa.hub import download
+
+    synced: list[str] = []
+    manifest = Path(hub_env["NEXA_DATADIR"]) / "models" / TINY / "manifest.json"
+    real_fsync = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append(("manifest " if manifest.exists() else "") + os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(download.os, "fsync", spy)
+    pull_in_process(hub_env, TINY)
+    assert any(path.endswith("tiny-Q4_K_M.gguf.incomplete") for path in synced), synced
+    assert not any(path.startswith("manifest ") for path in synced)
+
+
+class _RemoveMidPull:
+    """Pull events that, once the download is under way, remove another quant or the whole model."""
+
+    def __init__(self, store: Store, remove):  # noqa: ANN001
+        self._store, self._remove, self.done = store, remove, False
+
+    def waiting(self, repo: str) -> None:
+        pass
+
+    def file(self, name: str, size: int):  # noqa: ANN201
+        def progress(done: int) -> None:
+            if done and not self.done:
+                self.done = True
+                self._remove(self._store)
+
+        return progress
+
+
+def test_removing_a_quant_while_another_is_pulled_stays_removed(hub_env):
+    from nexa.hub.pull import pull
+    from nexa.hub.resolve import list_repo
+    from nexa.store import ModelRef
+    import os
+    from unittest import mock
+
+    store = store_of(hub_env)
+    with mock.patch.dict(os.environ, {"HF_ENDPOINT": hub_env["HF_ENDPOINT"]}):
+        files = list_repo(TINY)
+        pull(store, files, "Q4_K_M", ModelType.llm, _RemoveMidPull(store, lambda s: None))
+        events = _RemoveMidPull(store, lambda s: s.remove(ModelRef(TINY, "Q4_K_M")))
+        manifest, _ = pull(store, files, "Q8_0", ModelType.llm, events)
+    assert events.done and set(manifest.quants) == {"Q8_0"} and set(store.get(TINY).quants) == {"Q8_0"}
+    assert not (store.model_dir(TINY) / "tiny-Q4_K_M.gguf").exists()
+
+
+def test_removing_the_whole_model_mid_pull_keeps_the_pulls_lock_and_files(hub_env):
+    from nexa.hub.pull import pull
+    from nexa.hub.resolve import list_repo
+    from nexa.store import ModelRef
+    import os
+    from unittest import mock
+
+    store = store_of(hub_env)
+    with mock.patch.dict(os.environ, {"HF_ENDPOINT": hub_env["HF_ENDPOINT"]}):
+        files = list_repo(TINY)
+        pull(store, files, "Q4_K_M", ModelType.llm, _RemoveMidPull(store, lambda s: None))
+        seen: list[bool] = []
+
+        def remove(s: Store) -> None:
+            s.remove(ModelRef(TINY))
+            seen.append((s.model_dir(TINY) / ".pull.lock").exists())
+
+        events = _RemoveMidPull(store, remove)
+        pull(store, files, "Q8_0", ModelType.llm, events)
+    assert seen == [True] and set(store.get(TINY).quants) == {"Q8_0"}
+    assert (store.model_dir(TINY) / "tiny-Q8_0.gguf").is_file()

@@ -270,3 +270,29 @@ def test_requests_cut_by_the_shutdown_drain_say_so(own_http, own_server):
     assert cut.status_code == 503 and cut.headers["Retry-After"]
     assert cut.json()["error"]["code"] == "server_shutting_down"
     assert own_server.stop() in (0, -signal.SIGTERM), own_server.output
+
+
+def test_the_server_raises_its_soft_open_file_limit_at_start(session_store):
+    """A desktop's soft limit of 1,024 open files ran out at a few hundred concurrent chats."""
+    import resource
+    import subprocess
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard <= 1024:
+        pytest.skip(f"the hard limit here is {hard}: nothing to raise to")
+    real_popen = subprocess.Popen
+
+    def low_limit_popen(*args, **kwargs):  # noqa: ANN002, ANN003 - started as a desktop session starts it
+        return real_popen(*args, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard)), **kwargs)
+
+    subprocess.Popen = low_limit_popen  # type: ignore[misc]
+    try:
+        server = ServerProcess(session_store.root)
+    finally:
+        subprocess.Popen = real_popen  # type: ignore[misc]
+    try:
+        limits = Path(f"/proc/{server.process.pid}/limits").read_text()
+        line = next(line for line in limits.splitlines() if line.startswith("Max open files"))
+        assert int(line.split()[3]) > 1024, line
+    finally:
+        server.stop()

@@ -237,3 +237,26 @@ def test_a_bare_or_latest_name_picks_nexa_pulls_default_quant(hub_server):
         assert [m.model for m in lama.ps().models] == ["test-org/Tiny-GGUF:Q4_K_M"]
     finally:
         assert lama.delete("test-org/Tiny-GGUF").status == "success"
+
+
+
+def test_a_pull_of_a_name_the_hub_refuses_is_a_400_naming_the_rules(hub_server):
+    """schemathesis: {"model": "QL./0"} was a 500 (an uncaught HFValidationError)."""
+    for stream in (False, True):
+        answer = httpx.post(hub_server.base_url + "/api/pull", json={"model": "QL./0", "stream": stream}, timeout=30)
+        if stream:
+            assert answer.status_code == 200 and "not a Hugging Face repo id" in answer.text.splitlines()[-1]
+        else:
+            assert answer.status_code == 400 and "'--' or '..'" in answer.json()["error"]
+
+
+def test_an_unreachable_hub_is_a_502_the_schema_declares(tmp_path):
+    closed = ServerProcess(tmp_path / "data", env={"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf")})
+    try:
+        answer = httpx.post(closed.base_url + "/api/pull", json={"model": "test-org/Tiny-GGUF", "stream": False},
+                            timeout=60)
+        assert answer.status_code == 502 and "cannot reach" in answer.json()["error"]
+        declared = httpx.get(closed.base_url + "/openapi.json").json()["paths"]["/api/pull"]["post"]["responses"]
+        assert "502" in declared
+    finally:
+        closed.stop()

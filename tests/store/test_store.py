@@ -18,7 +18,9 @@ def test_model_names_parse_with_optional_quant_and_hub_urls():
     assert ModelRef.parse("org/repo") == ModelRef("org/repo", None)
     assert ModelRef.parse("org/repo:q4_k_m") == ModelRef("org/repo", "Q4_K_M")
     assert ModelRef.parse("https://huggingface.co/org/repo") == ModelRef("org/repo", None)
-    for bad in ("repo", "a/b/c", "../x/y", "org/..", "", "org/re po"):
+    # A newline is no part of a name, not even at its end (a regex `$` let "org/repo\n" through).
+    for bad in ("repo", "a/b/c", "../x/y", "org/..", "", "org/re po", "org/repo\n", "org\n/repo", "org/repo\n:Q4_0",
+                "org/repo:Q4 x", "org/repo:Q4\n"):
         with pytest.raises(InvalidRequest):
             ModelRef.parse(bad)
 

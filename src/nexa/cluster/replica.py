@@ -78,13 +78,19 @@ def _here() -> dict[str, Any]:
     }
 
 
+def with_own_key(spec: WorkerSpec) -> WorkerSpec:
+    """`spec` with a random key of this replica's worker's own, as on one machine: none travels through the
+    cluster, and no local user of any node can call the engine without it."""
+    return spec.model_copy(update={"api_key": Worker.new_api_key()})
+
+
 class ModelReplica:
     """The deployment's class. Serve constructs it on the node Ray chose, calls `relay` per request
     (streamed back to the router), `check_health` now and then, and `__del__` when it scales down."""
 
     async def __init__(self, spec: dict[str, Any], datadir: str, load_timeout: float):
         located = await asyncio.to_thread(locate, WorkerSpec.model_validate(spec), Path(datadir))
-        self._worker = Worker(located)
+        self._worker = Worker(with_own_key(located))
         await self._worker.start(load_timeout)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
         self._identity = _here()

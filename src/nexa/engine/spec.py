@@ -14,6 +14,8 @@ NGRAM_MODES = ("ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngr
 DRAFT_MODEL = "draft-simple"
 # KV cache element types: f16 (llama.cpp's default) or quantized, which holds about 2x / 3.5x the context.
 KVCacheType = Literal["f16", "q8_0", "q4_0"]
+# Shortest worker key served with: nexa's random keys (secrets.token_urlsafe(32)) have 43 characters.
+MIN_API_KEY = 32
 
 
 class WorkerSpec(BaseModel):
@@ -44,3 +46,7 @@ class WorkerSpec(BaseModel):
         "absolute path of a llama-server binary; nexa.runtime.runtimes.resolve() turns a user's choice into this.",
     )
     api_key: str = Field(repr=False, description="The worker's own key; kept out of repr so it never reaches a log.")
+
+    def guessable_key(self) -> bool:
+        """Whether the key is too short to be one of nexa's random ones (a placeholder such as '-')."""
+        return len(self.api_key) < MIN_API_KEY

@@ -51,6 +51,10 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - a bad spec is the router's bug; say so instead of a traceback
         announce({"ready": False, "error": f"bad worker spec: {exc}"})
         os._exit(1)
+    if spec.guessable_key():  # any local user could call the engine
+        announce({"ready": False, "error": "refusing to serve with a guessable API key; each worker needs a random "
+                                           "key of its own (Worker.new_api_key)"})
+        os._exit(1)
     if spec.runtime == "xllamacpp":
         code = _serve_in_process(spec, announce)
     else:

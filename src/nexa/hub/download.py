@@ -111,6 +111,8 @@ def _fetch_rest(url: str, repo: str, partial: Path, size: int, on_progress: Call
                 out.write(chunk)
                 done += len(chunk)
                 on_progress(done)
+            out.flush()
+            os.fsync(out.fileno())  # on disk before the manifest names it: a power cut leaves no torn model
 
 
 def _verify_and_place(partial: Path, target: Path, name: str, size: int, sha256: str | None) -> str:

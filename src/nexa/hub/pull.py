@@ -19,9 +19,9 @@ from nexa.errors import HubError, StoreError
 from nexa.hub.download import download, fetch_prefix, present_bytes
 from nexa.hub.resolve import RemoteFile, RepoFiles
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
+from nexa.store.store import PULL_LOCK
 from nexa.store.gguf_meta import HeaderScan
 
-LOCK_NAME = ".pull.lock"
 _MAKE_ROOM = "free some space (nexa remove, nexa clean) or point NEXA_DATADIR at a bigger disk"
 
 
@@ -72,17 +72,19 @@ def _pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, eve
             wanted.append(mmproj)
         with _DISK.reserve(folder, wanted) as wrote:
             entries = {f.name: _fetch(store, files, f, folder, events, wrote) for f in wanted}
-        quants = dict(existing.quants) if existing else {}
-        quants[quant] = QuantEntry(files=[entries[f.name] for f in files.quants[quant]])
-        manifest = Manifest(
-            name=existing.name if existing else files.repo,
-            model_type=model_type,
-            quants=quants,
-            mmproj=entries[mmproj.name] if mmproj and mmproj.name in entries else (existing.mmproj if existing else None),
-            source=f"hf:{files.repo}",
-            system_prompt=existing.system_prompt if existing else None,
-        )
-        store.save(manifest)
+        with store.manifest_lock(folder):
+            existing = store.get(files.repo)  # again: a quant may have been removed while this one downloaded
+            quants = dict(existing.quants) if existing else {}
+            quants[quant] = QuantEntry(files=[entries[f.name] for f in files.quants[quant]])
+            manifest = Manifest(
+                name=existing.name if existing else files.repo,
+                model_type=model_type,
+                quants=quants,
+                mmproj=entries[mmproj.name] if mmproj and mmproj.name in entries else (existing.mmproj if existing else None),
+                source=f"hf:{files.repo}",
+                system_prompt=existing.system_prompt if existing else None,
+            )
+            store.save(manifest)
         return manifest, True
 
 
@@ -150,7 +152,7 @@ def _disk_error(folder: Path, exc: OSError) -> StoreError:
 @contextmanager
 def _model_lock(folder: Path, on_wait: Callable[[], None]) -> Iterator[None]:
     """One pull per model at a time; a second waits (and then finds the files there) instead of racing."""
-    with (folder / LOCK_NAME).open("a") as handle:
+    with (folder / PULL_LOCK).open("a") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -6,9 +6,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.errors import HFValidationError, HfHubHTTPError, OfflineModeIsEnabled
 
-from nexa.errors import HubError
+from nexa.errors import HubError, InvalidRequest
 from nexa.hub import hf
 from nexa.store.manifest import preferred_quant
 from nexa.store.quant import is_mmproj_name, parse_quant, shard_group, shard_info
@@ -57,6 +57,11 @@ def list_repo(repo: str) -> RepoFiles:
         raise hf.access_error(repo, status) from exc
     except OfflineModeIsEnabled as exc:
         raise HubError("HF_HUB_OFFLINE is set, so nothing can be pulled; unset it and run nexa pull again") from exc
+    except HFValidationError:
+        raise InvalidRequest(
+            f"'{repo}' is not a Hugging Face repo id: that is org/repo, each part at most 96 letters, digits, '-', "
+            "'_' or '.', neither starting nor ending with '-' or '.', and without '--' or '..'", param="model",
+        ) from None
     except Exception as exc:
         if type(exc).__module__.split(".")[0] not in _NETWORK_MODULES:
             raise

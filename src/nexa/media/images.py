@@ -21,6 +21,9 @@ IN_PROCESS_PIXELS = 4_000_000  # 16 MB decoded: fine in the router
 CHILDREN = 2
 # What llama.cpp's image loader (stb_image) decodes; anything else Pillow reads is sent as PNG.
 _ENGINE_IMAGES = {"JPEG": "image/jpeg", "PNG": "image/png", "GIF": "image/gif", "BMP": "image/bmp"}
+# The formats read at all: Pillow opens dozens (EPS runs Ghostscript, an interpreter), a request gets these.
+FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF")
+CHILD_TIMEOUT = 30.0  # seconds a child may take on one image; a decoder that hangs is killed
 _children = threading.BoundedSemaphore(CHILDREN)  # taken in the decoding thread: no event loop to bind to
 
 
@@ -31,7 +34,7 @@ class ImageProblem(Exception):
 def engine_image(data: bytes) -> tuple[bytes, str]:
     """(bytes, mime) the engine can decode: checked by decoding it, converted to PNG if needed (WebP...)."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             _check_size(image)
             image.load()  # a full decode: truncated or corrupt files fail here, not in the engine
             if image.format in _ENGINE_IMAGES:
@@ -42,7 +45,8 @@ def engine_image(data: bytes) -> tuple[bytes, str]:
             image.save(out, "PNG")
             return out.getvalue(), "image/png"
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ImageProblem(f"the image cannot be decoded ({exc.__class__.__name__}); send JPEG, PNG, WebP or GIF") from None
+        raise ImageProblem(f"the image cannot be decoded ({exc.__class__.__name__}); send JPEG, PNG, WebP, GIF, BMP "
+                           "or TIFF") from None
 
 
 def _check_size(image: Image.Image) -> None:
@@ -57,7 +61,7 @@ def _check_size(image: Image.Image) -> None:
 def _pixels(data: bytes) -> int:
     """Width x height from the header alone (0 if unreadable: the full check then says why)."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as image:
             return image.width * image.height
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):
         return 0
@@ -67,7 +71,12 @@ def _decode_in_child(data: bytes) -> tuple[bytes, str]:
     """engine_image in `python -m nexa.media.images`: the image on stdin; the mime line and the bytes on
     stdout, or exit code 2 and the problem on stderr."""
     with _children:
-        child = subprocess.run([sys.executable, "-m", __name__], input=data, capture_output=True, check=False)
+        try:
+            child = subprocess.run([sys.executable, "-m", __name__], input=data, capture_output=True, check=False,
+                                   timeout=CHILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise ImageProblem(f"the image took longer than {CHILD_TIMEOUT:g} s to decode; send a smaller or "
+                               "simpler one") from None
     if child.returncode == 2:
         raise ImageProblem(child.stderr.decode(errors="replace").strip())
     if child.returncode != 0:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
@@ -62,18 +64,31 @@ def read_local_file(path: Path, policy: MediaPolicy) -> bytes:
     Forbidden when the access policy refuses the path, MediaProblem when it cannot be read."""
     path = check_local_path(path, policy.access)
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise MediaProblem(f"{path} is not a file")
-        if size > policy.max_bytes:
-            raise MediaProblem(f"{path} is {size} bytes, over the {policy.max_bytes // MIB} MiB limit")
-        return path.read_bytes()
+        # The opened file is what is checked and read (a link swapped in after the check leads nowhere
+        # else), never more than the limit and a byte (a special file may report size 0 and never end).
+        with open(path, "rb", buffering=0, opener=_no_follow_no_block) as handle:
+            if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                raise MediaProblem(f"{path} is not a file")
+            data = handle.read(policy.max_bytes + 1) or b""
+            while len(data) <= policy.max_bytes and (more := handle.read(policy.max_bytes + 1 - len(data))):
+                data += more
+        if len(data) > policy.max_bytes:
+            raise MediaProblem(f"{path} is over the {policy.max_bytes // MIB} MiB limit")
+        return data
+    except IsADirectoryError:
+        raise MediaProblem(f"{path} is not a file") from None
     except FileNotFoundError:
         raise MediaProblem(f"no file at {path}; send a path that exists on the server, a URL or a data: URI") from None
     except PermissionError:
         raise MediaProblem(f"the server may not read {path} (permission denied)") from None
     except OSError as exc:
         raise MediaProblem(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def _no_follow_no_block(path: str, flags: int) -> int:
+    """open(2) that follows no link at the last step (the checked path has its links resolved already) and
+    does not wait on a FIFO's writer."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK)
 
 
 async def fetch_remote(url: str, policy: MediaPolicy) -> bytes:

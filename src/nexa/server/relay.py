@@ -256,7 +256,13 @@ async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterato
         async for line in lines:
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
-            chunk = json.loads(line[len("data: "):])
+            try:
+                chunk = json.loads(line[len("data: "):])
+            except ValueError:
+                chunk = None
+            if not isinstance(chunk, dict):  # 'data: null' and the like: no event of llama-server's, nothing to relay
+                log.warning("skipped an engine stream event that is not a JSON object: %.200s", line)
+                continue
             if "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}
                 raise EngineRefused(500, str(error.get("message", "engine error")), str(error.get("type", "server_error")))

@@ -4,7 +4,10 @@ or in a background thread (`LocalServer`)."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import resource
 import socket
+import sys
 import threading
 import time
 from types import TracebackType
@@ -21,6 +24,9 @@ from nexa.server.errors import nexa_error_response
 from nexa.server.security import header_deadline_protocol
 from nexa.store import Store
 
+log = logging.getLogger("nexa.server")
+# Open files asked for when the hard limit is unlimited, and macOS's OPEN_MAX (its kernel refuses more).
+_MANY_FILES = 10240
 GRACE = 8.0  # seconds requests in flight get to finish after SIGTERM or Ctrl-C
 
 
@@ -68,8 +74,27 @@ class _DrainingServer(uvicorn.Server):
         return self._drain_ends is not None and time.monotonic() < self._drain_ends and bool(self.server_state.tasks)
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft limit on open files to the hard one (macOS: at most OPEN_MAX) and return it: each
+    request in flight holds two sockets (client and worker), and a desktop's soft limit of 1,024 (macOS:
+    256) ran out at a few hundred concurrent chats, with `Too many open files` even in the error logging."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, _MANY_FILES)
+    if sys.platform == "darwin":
+        target = min(target, _MANY_FILES)
+    if target > soft:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            return target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-file limit from %d to %d; at most about %d requests can be "
+                        "in flight at once (raise it with ulimit -n)", soft, target, soft // 2)
+    return soft
+
+
 def run(manager: ModelManager, settings: Settings) -> None:
     """Serve until SIGTERM or Ctrl-C; returns once every worker has stopped."""
+    raise_open_file_limit()
     host, port = settings.bind()
     gate = _RefuseWhileDraining(create_app(manager))
     config = uvicorn.Config(

@@ -154,16 +154,34 @@ def _read_string(data: bytes, offset: int) -> tuple[str, int]:
 
 
 def _read_value(data: bytes, offset: int, value_type: int) -> tuple[Any, int]:
+    """A value (an array as its length) and the offset after it. Nested arrays are walked with a stack of
+    items still to skip, not by recursion: a file can nest them deeper than Python's stack goes."""
     if value_type == _STRING:
         return _read_string(data, offset)
-    if value_type == _ARRAY:
-        item_type, count = struct.unpack_from("<IQ", data, offset)
-        offset += 12
-        for _ in range(count):
-            _, offset = _read_value(data, offset, item_type)
-        return count, offset
-    fmt = "<" + _SCALARS[value_type]
-    return struct.unpack_from(fmt, data, offset)[0], offset + struct.calcsize(fmt)
+    if value_type != _ARRAY:
+        fmt = "<" + _SCALARS[value_type]
+        return struct.unpack_from(fmt, data, offset)[0], offset + struct.calcsize(fmt)
+    item_type, count = struct.unpack_from("<IQ", data, offset)
+    offset += 12
+    pending = [(item_type, count)]  # (type, how many of it) left to skip, innermost last
+    while pending:
+        kind, left = pending.pop()
+        if not left:
+            continue
+        if kind in _SCALARS:  # a run of scalars is skipped at once
+            offset += left * struct.calcsize("<" + _SCALARS[kind])
+            if offset > len(data):
+                raise struct.error("truncated")
+        elif kind == _STRING:
+            _, offset = _read_string(data, offset)
+            pending.append((kind, left - 1))
+        elif kind == _ARRAY:
+            inner, inner_count = struct.unpack_from("<IQ", data, offset)
+            offset += 12
+            pending += [(kind, left - 1), (inner, inner_count)]
+        else:
+            raise KeyError(kind)
+    return count, offset
 
 
 @functools.lru_cache(maxsize=256)
@@ -256,6 +274,9 @@ def open_reader(path: Path) -> GGUFReader:
     reshape error (a truncated file fails deep inside the reader with ValueError or IndexError)."""
     try:
         return GGUFReader(path, "r")
+    except RecursionError:  # the library reads nested arrays recursively
+        raise BadModelFile(f"{path} nests arrays deeper than any model does; it is no GGUF nexa can read, "
+                           "remove it (nexa remove) or download it again") from None
     except (ValueError, IndexError) as exc:
         with path.open("rb") as handle:
             magic = handle.read(4)

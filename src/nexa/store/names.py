@@ -28,10 +28,10 @@ class ModelRef:
                 f"(at most {MAX_NAME}); see GET /v1/models or nexa list",
                 param="model", code="model_not_found",
             )
-        name = _HF_URL.sub("", text.strip()).strip("/")
+        name = _HF_URL.sub("", text.strip(" ")).strip("/")  # a newline is no part of a name, even at its end
         repo, _, quant = name.partition(":")
         parts = repo.split("/")
-        if len(parts) != 2 or not all(_PART.match(p) and ".." not in p for p in parts):
+        if len(parts) != 2 or not all(_PART.fullmatch(p) and ".." not in p for p in [*parts, *([quant] if quant else [])]):
             raise InvalidRequest(
                 f"'{clip(text)}' is not a model name; use org/repo or org/repo:QUANT, e.g. ggml-org/Qwen3-1.7B-GGUF:Q4_K_M",
                 param="model",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -14,6 +17,8 @@ from nexa.store.manifest import FileEntry, Manifest
 from nexa.store.names import ModelRef
 
 MANIFEST = "manifest.json"
+PULL_LOCK = ".pull.lock"  # held by a pull of the model for as long as it runs (nexa.hub.pull)
+_MANIFEST_LOCK = ".manifest.lock"  # held around each read-change-write of the manifest
 
 
 class Store:
@@ -88,13 +93,23 @@ class Store:
 
     def remove(self, ref: ModelRef) -> list[str]:
         """Remove a model or one of its quants; returns the removed quants. Never deletes imported files."""
+        folder = self.model_dir(ref.repo)
+        if not folder.is_dir():
+            raise ModelNotFound(f"model '{ref.repo}' is not in the store; see: nexa list", param="model")
+        with self.manifest_lock(folder):
+            return self._remove(ref, folder)
+
+    def _remove(self, ref: ModelRef, folder: Path) -> list[str]:
         manifest = self.get(ref.repo)
         if manifest is None:
             raise ModelNotFound(f"model '{ref.repo}' is not in the store; see: nexa list", param="model")
-        folder = self.model_dir(manifest.name)
         if ref.quant is None or set(manifest.quants) == {ref.quant}:
             removed = sorted(manifest.quants)
             (folder / MANIFEST).unlink()
+            if _pulling(folder):  # keep the pull's lock and partial files: it goes on, and writes its own quant
+                for entry in manifest.files():
+                    self._delete_owned(folder, entry)
+                return removed
             shutil.rmtree(folder, ignore_errors=True)
             self._prune_empty(folder.parent)
             return removed
@@ -107,6 +122,19 @@ class Store:
         for entry in dropped.files:
             self._delete_owned(folder, entry)
         return [ref.quant]
+
+    @staticmethod
+    @contextmanager
+    def manifest_lock(folder: Path) -> Iterator[None]:
+        """Hold the model's manifest for one read-change-write: a pull that writes its quant and a remove
+        of another quant then cannot undo each other's change."""
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / _MANIFEST_LOCK).open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     def clean(self) -> list[str]:
         """Remove every model and every partial download; returns the models removed.
@@ -139,3 +167,16 @@ class Store:
     def _prune_empty(self, org_dir: Path) -> None:
         if org_dir.is_dir() and not any(org_dir.iterdir()):
             org_dir.rmdir()
+
+
+def _pulling(folder: Path) -> bool:
+    """Whether a pull of the model in `folder` holds its lock now."""
+    try:
+        with (folder / PULL_LOCK).open("r") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
+    except FileNotFoundError:
+        return False
+    except BlockingIOError:
+        return True

@@ -194,7 +194,8 @@ def _pull_error(exc: NexaError) -> JSONResponse:
     return nexa_error_response(exc, "/api/pull")
 
 
-@router.post("/api/pull", responses={200: {"model": Progress, "content": {"application/x-ndjson": {}}}, **_ERRORS},
+@router.post("/api/pull", responses={200: {"model": Progress, "content": {"application/x-ndjson": {}}}, **_ERRORS,
+                                     **{status: {"model": ErrorResponse} for status in (403, 502)}},
              response_model=None)
 async def pull(request: PullRequest, manager: Manager, http: Request) -> Response:
     """Pull from Hugging Face (HF_ENDPOINT) into the store, as `nexa pull` does: progress as NDJSON
