@@ -13,6 +13,7 @@ function_call with its `namespace`, a custom_tool_call with its `input`). Hosted
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Any, Literal

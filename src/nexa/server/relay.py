@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from contextlib import aclosing
 from typing import Any, TypeVar
@@ -23,6 +24,9 @@ from nexa.server.body import unless_client_leaves
 from nexa.server.collect import Collector
 from nexa.server.metrics import note_model, note_usage
 from nexa.server.stream import ENGINE, respond, sse_data
+
+# Relay events the engine should never send are logged, not raised mid-stream.
+log = logging.getLogger("nexa.relay")
 
 
 _HINTS = {
