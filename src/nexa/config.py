@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ByteSize, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from nexa.engine.spec import NGRAM_MODES
+from nexa.engine.spec import NGRAM_MODES, KVCacheType
 from nexa.errors import ConfigError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -46,6 +46,7 @@ class ModelOptions(BaseModel):
     ctx: int | None = Field(None, ge=64)
     parallel: int | None = Field(None, ge=1, le=256)
     ngl: int | None = None
+    kv_cache_type: KVCacheType | None = None
     threads: int | None = Field(None, ge=1)
     runtime: str | None = Field(None, min_length=1)
     draft: str | None = Field(None, min_length=1)
@@ -82,7 +83,7 @@ class ModelOptions(BaseModel):
         except ValidationError as exc:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(
-                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime, draft, "
+                f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, kv_cache_type, threads, runtime, draft, "
                 "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME"
             ) from None
 
@@ -95,11 +96,25 @@ class Settings(BaseSettings):
     host: str = Field(DEFAULT_HOST, description="Address to bind; HOST or HOST:PORT.")
     port: int = Field(DEFAULT_PORT, ge=0, le=65535, description="Port to bind.")
     datadir: Path = Field(default_factory=default_datadir, description="Model store folder.")
-    ctx: int = Field(4096, ge=64, description="Context size (tokens) of each parallel slot.")
+    ctx: int | None = Field(
+        None, ge=64,
+        description="Context size (tokens) of each model, shared by its parallel slots: one request may use all of "
+        "it. Default: the model's trained context, lowered only as far as its memory budget needs.",
+    )
     parallel: int = Field(
         4, ge=1, le=256,
-        description="Parallel slots (concurrent requests) per model; more requests queue. Each slot holds "
-        "--ctx tokens of KV cache; 4 already lifts throughput by batching, even on 2 cores.",
+        description="Parallel slots (concurrent requests) per model; more requests queue. The slots share one KV "
+        "cache of --ctx tokens; 4 already lifts throughput by batching, even on 2 cores.",
+    )
+    kv_cache_type: KVCacheType = Field(
+        "f16", description="KV cache element type: f16, or q8_0 / q4_0, which fit about 2x / 3.5x the context in "
+        "the same memory (at a small cost in quality).",
+    )
+    prompt_cache: ByteSize | None = Field(
+        None,
+        description="Host RAM per model for prompt caches that left a slot, so a conversation finds its prefix "
+        "after other requests (bytes, or 2GiB; 0 turns it off). Default: as much as the model's KV cache, up to "
+        "8 GiB, of what its memory budget leaves after its context. Counted in the budget.",
     )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads per model.")
     ngl: int = Field(-1, description="Layers offloaded to the GPU; -1 lets the engine decide.")
@@ -165,6 +180,11 @@ class Settings(BaseSettings):
     )
     allow_private_urls: bool = Field(
         False, description="Let requests fetch media from loopback, link-local and private network addresses."
+    )
+    max_audio_seconds: float = Field(
+        7200.0, gt=0,
+        description="Longest recording /v1/audio/transcriptions and /translations take, in seconds; longer ones "
+        "get 400 (decoded audio takes 32 KB a second while it is transcribed).",
     )
 
     @field_validator("api_keys", "origins", "preload", mode="before")

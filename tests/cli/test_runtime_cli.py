@@ -39,7 +39,7 @@ def test_serve_names_the_gpus_of_its_runtime_and_their_budget(tmp_path):
 
 
 def test_build_does_nothing_when_this_build_is_installed(tmp_path):
-    from nexa.runtime.build import plan_for_machine
+    from nexa.toolchain.build import plan_for_machine
 
     plan = plan_for_machine("none")
     fake_runtime(tmp_path, plan.name, list(plan.cpu_options))

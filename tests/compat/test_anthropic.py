@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from nexa.compat.anthropic import MessageStream, ThinkingFilter, chat_request, message_response, sse, without_thinking
+from nexa.compat.anthropic import MessageStream, ThinkingFilter, chat_request, message_response, without_thinking
+from nexa.server.stream import sse_named as sse
 from nexa.errors import EngineRefused, InvalidRequest
 from nexa.wire.anthropic import CountTokensRequest, MessagesRequest, error_body
 from nexa.wire.openai import NamedToolChoice
@@ -48,6 +49,16 @@ def test_system_blocks_and_a_tool_round_trip_become_openai_messages():
         {"role": "tool", "tool_call_id": "toolu_1", "content": "sunny"},
         {"role": "user", "content": [{"type": "text", "text": "And tomorrow?"}]},
     ]
+
+
+@pytest.mark.parametrize("system", [
+    [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.328.f86; cc_entrypoint=sdk-cli;"},
+     {"type": "text", "text": "Be brief."}],
+    "x-anthropic-billing-header: cc_version=2.1.328.7c5; cc_entrypoint=sdk-cli;\nBe brief.",
+])
+def test_claude_codes_billing_header_is_metadata_not_prompt(system):
+    assert dumped(request([{"role": "user", "content": "hi"}], system=system))[0] == {
+        "role": "system", "content": "Be brief."}
 
 
 def test_images_become_image_url_parts_for_the_media_policy():
@@ -115,7 +126,8 @@ def test_an_engine_answer_becomes_a_message_with_thinking_text_and_tool_use():
             "role": "assistant", "content": "Let me check.", "reasoning_content": "Tool needed.",
             "tool_calls": [{"id": "abc", "type": "function", "function": {"name": "get_weather", "arguments": '{"city":"Paris"}'}}],
         }}],
-        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19},
+        "usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19,
+                  "prompt_tokens_details": {"cached_tokens": 10}},
     }
     message = message_response(answer, "org/repo").model_dump()
     assert message["id"].startswith("msg_") and message["model"] == "org/repo"
@@ -123,7 +135,9 @@ def test_an_engine_answer_becomes_a_message_with_thinking_text_and_tool_use():
     assert thinking["type"] == "thinking" and thinking["thinking"] == "Tool needed." and thinking["signature"]
     assert text == {"type": "text", "text": "Let me check."}
     assert tool["id"].startswith("toolu_") and (tool["name"], tool["input"]) == ("get_weather", {"city": "Paris"})
-    assert (message["stop_reason"], message["usage"]) == ("tool_use", {"input_tokens": 12, "output_tokens": 7})
+    # as Anthropic counts them: input_tokens are those processed, the rest were read from the prompt cache
+    assert (message["stop_reason"], message["usage"]) == ("tool_use", {
+        "input_tokens": 2, "output_tokens": 7, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 10})
 
 
 @pytest.mark.parametrize(("finish", "stop"), [("stop", "end_turn"), ("length", "max_tokens")])
@@ -170,7 +184,8 @@ def test_chunks_become_anthropic_events_in_order():
     ]
     assert events[9][1]["content_block"]["name"] == "f" and events[9][1]["content_block"]["id"].startswith("toolu_")
     assert events[-2][1]["delta"]["stop_reason"] == "tool_use"
-    assert events[-2][1]["usage"] == {"input_tokens": 5, "output_tokens": 9}
+    assert events[-2][1]["usage"] == {"input_tokens": 5, "output_tokens": 9, "cache_creation_input_tokens": 0,
+                                      "cache_read_input_tokens": 0}
 
 
 def test_each_tool_call_gets_a_block_of_its_own():

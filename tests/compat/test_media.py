@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from nexa.compat.media import (
+from nexa.media.resolve import (
     MediaPolicy,
     MediaProblem,
     audio_format,
@@ -20,8 +20,8 @@ from nexa.compat.media import (
     read_local_file,
     resolve_media,
 )
-from nexa.compat.images import ImageProblem, checked_image, engine_image
-from nexa.compat.media_policy import AccessPolicy
+from nexa.media.images import ImageProblem, checked_image, engine_image
+from nexa.media.policy import AccessPolicy
 from nexa.errors import Forbidden, InvalidRequest
 from nexa.wire.openai import ChatMessage
 from nexa.store import Manifest, ModelType

@@ -9,7 +9,6 @@ import pytest
 from nexa.compat.ollama import (
     ChunkStream,
     Clock,
-    Facts,
     Reply,
     chat_request,
     generate_chat_request,
@@ -22,6 +21,7 @@ from nexa.compat.ollama import (
 )
 from nexa.errors import EngineRefused, InvalidRequest, ModelNotFound
 from nexa.store import ModelType
+from nexa.store.facts import Facts
 from nexa.wire.ollama import ChatRequest, GenerateRequest, error_body
 
 
@@ -172,7 +172,7 @@ def test_streamed_chunks_gather_tool_call_fragments_into_one_chunk():
         {"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 5}, "timings": {"predicted_ms": 1.0}},
     ]:
         out += stream.feed(chunk)
-    final = stream.finish(end=10)
+    [final] = stream.finish(end=10)
     assert [c["message"].get("thinking") for c in out] == ["th", None, None]
     assert [c["message"]["content"] for c in out] == ["", "Hi", ""]
     assert out[2]["message"]["tool_calls"] == [{"function": {"index": 0, "name": "get", "arguments": {"city": "Paris"}}}]

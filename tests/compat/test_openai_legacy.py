@@ -7,13 +7,8 @@ from pathlib import Path
 import pytest
 
 from nexa.compat.completions import CompletionStream, completion_id, completion_reply, legacy_logprobs
-from nexa.compat.tools import (
-    as_function_call,
-    capabilities,
-    supports_tools,
-    template_reads_tools,
-    upgrade_functions,
-)
+from nexa.compat.tools import as_function_call, upgrade_functions
+from nexa.store.facts import capabilities, supports_tools, template_reads_tools
 from nexa.errors import InvalidRequest
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry
 from nexa.wire.openai import ChatCompletionRequest

@@ -1,4 +1,4 @@
-from nexa.compat.requests import chat_body, completion_body
+from nexa.compat.bodies import chat_body, completion_body
 from nexa.wire.openai import ChatCompletionRequest, CompletionRequest
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry
 

@@ -117,12 +117,30 @@ def test_the_store_is_bounded_by_count_and_bytes_and_keeps_history():
     store = ResponseStore(2, max_bytes=10_000)
     responses = [finished_response(new_response(request(str(i))), ANSWER) for i in range(3)]
     for r in responses:
-        store.put(input_items(request("q")), r, 10)
+        store.put(([], 0), input_items(request("q")), r)
     assert len(store) == 2 and store.get(responses[0].id) is None
     history = store.history(responses[2].id)
     assert [getattr(item, "role", item.type) for item in history] == ["user", "reasoning", "assistant", "function_call"]
-    store.put([], responses[0], 20_000)  # alone over the byte budget: not kept
+    store.put(([], 0), input_items(request("q" * 20_000)), responses[0])  # alone over the byte budget: not kept
     assert store.get(responses[0].id) is None
+
+
+def test_the_store_counts_what_it_keeps_and_keeps_no_encrypted_reasoning():
+    store = ResponseStore(100, max_bytes=1_000_000)
+    secret = "x" * 30_000_000  # what the engine never sees is not kept, whatever the request's size
+    own = ResponsesRequest(model="m", input=[
+        {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": secret},
+        {"type": "message", "role": "user", "content": "q"},
+    ])
+    first = finished_response(new_response(request("q")), ANSWER)
+    store.put(([], 0), input_items(own), first)
+    assert 0 < store.bytes < 10_000
+    assert all(getattr(item, "encrypted_content", None) is None for item in store.history(first.id))
+    # A conversation counts its history again in every response that keeps it.
+    second = finished_response(new_response(request("q")), ANSWER)
+    history = store.history_of(first.id)
+    store.put(history, input_items(request("more")), second)
+    assert store.bytes > 2 * history[1]
     with pytest.raises(InvalidRequest) as missing:
         store.history("resp_gone")
     assert missing.value.param == "previous_response_id" and "resp_gone" in missing.value.message

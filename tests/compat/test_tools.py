@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nexa.compat.requests import chat_body
+from nexa.compat.bodies import chat_body
 from nexa.compat.tools import check_tool_turns, tool_fields
 from nexa.errors import InvalidRequest
 from nexa.wire.openai import ChatCompletionRequest

@@ -33,9 +33,10 @@ def test_llama_server_flags_say_what_common_params_say(model_type, reasoning):
     params, args = build_params(s), flags(llama_server_args(s))
     assert args["model"] == params.model.path and args["mmproj"] == params.mmproj.path
     assert {args["alias"]} == params.model_alias
-    assert int(args["ctx-size"]) == params.n_ctx == 3 * 1024
+    # one KV cache of ctx tokens that the 3 slots share: a single request may use all of it
+    assert int(args["ctx-size"]) == params.n_ctx == 1024
+    assert params.kv_unified and "kv-unified" in args and "no-kv-unified" not in args
     assert int(args["parallel"]) == params.n_parallel
-    assert ("kv-unified" in args) == params.kv_unified and ("no-kv-unified" in args) != params.kv_unified
     assert int(args["threads"]) == params.cpuparams.n_threads == int(args["threads-batch"]) == params.cpuparams_batch.n_threads
     assert int(args["n-gpu-layers"]) == params.n_gpu_layers
     assert ("jinja" in args) == params.use_jinja
@@ -52,6 +53,16 @@ def test_llama_server_flags_say_what_common_params_say(model_type, reasoning):
     assert (args.get("pooling") == "rank") == rank == (model_type is ModelType.reranker)
     assert (args["host"], args["port"]) == (params.hostnames[0], str(params.port))
     assert "spec-type" not in args and params.speculative.types == [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NONE]
+
+
+@pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_0"])
+def test_the_kv_cache_type_and_prompt_cache_are_spelled_alike(kind):
+    s = spec(ModelType.llm, kv_cache_type=kind, prompt_cache_mib=384)
+    params, args = build_params(s), flags(llama_server_args(s))
+    assert int(args["cache-ram"]) == params.cache_ram_mib == 384
+    expected = getattr(xlc.ggml_type, f"GGML_TYPE_{kind.upper()}")
+    assert args["cache-type-k"] == args["cache-type-v"] == kind
+    assert params.cache_type_k == params.cache_type_v == expected
 
 
 @pytest.mark.parametrize("fields", [{"speculative": "ngram-mod"},

@@ -359,7 +359,7 @@ async def test_model_options_override_serve_settings(tmp_path):
     manager = make_manager(tmp_path, Factory(), ctx=1024, parallel=4, model_options=["t/a:ctx=8192,parallel=1"])
     spec_a, spec_b = manager.spec(A, "Q4_0"), manager.spec(B, "Q4_0")
     assert (spec_a.ctx, spec_a.parallel) == (8192, 1) and (spec_b.ctx, spec_b.parallel) == (1024, 4)
-    assert manager.ctx_for(A, "Q4_0") == 8192
+    assert await manager.context_for(A, "Q4_0") == 8192
 
 
 GPU = (Accelerator("CUDA0", "a fake GPU", total=1000, free=1000),)  # a budget of 900 by default

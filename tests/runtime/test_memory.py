@@ -13,14 +13,30 @@ def spec(path, ctx: int = 1024, parallel: int = 1, model_type: str = "llm", **fi
                       threads=1, api_key="k", **fields)
 
 
-def test_kv_cache_grows_with_context_times_slots(tiny_dir):
+def test_kv_cache_grows_with_context_not_slots(tiny_dir):
     path = tiny_dir / "qwen3-random.gguf"
     shape = read_shape(str(path))
     # 2 layers x 1 KV head x (64 + 64) dims x 2 bytes (f16)
     assert (shape.n_layer, shape.n_head_kv, shape.key_length, shape.value_length) == (2, 1, 64, 64)
     small, large = estimate(spec(path, 1024, 1), 0, {}), estimate(spec(path, 2048, 4), 0, {})
-    assert large.ram - small.ram == shape.kv_bytes_per_token() * (2048 * 4 - 1024) == 512 * 7168
+    # the slots share one KV cache (unified): 4 slots of a 2048-token context hold 2048 tokens, not 8192; the
+    # compute buffer's attention mask grows with the context too (f16, 512 micro-batch rows)
+    assert large.ram - small.ram == (shape.kv_bytes_per_token() + 512 * 2) * (2048 - 1024) == 1536 * 1024
     assert small.devices == large.devices == {}
+
+
+def test_a_quantized_kv_cache_counts_its_block_size(tiny_dir):
+    path = tiny_dir / "qwen3-random.gguf"
+    f16, q8, q4 = (estimate(spec(path, 4096, kv_cache_type=kind), 0, {}) for kind in ("f16", "q8_0", "q4_0"))
+    # 256 elements a token: 2 bytes each in f16, 34 bytes per block of 32 in q8_0, 18 in q4_0
+    assert (f16.ram - q8.ram, f16.ram - q4.ram) == (4096 * (512 - 272), 4096 * (512 - 144))
+
+
+def test_the_prompt_cache_stays_in_ram_even_when_the_model_is_offloaded(tiny_dir):
+    path = tiny_dir / "qwen3-random.gguf"
+    gpu = {"CUDA0": 2**30}
+    alone, cached = estimate(spec(path, ngl=-1), 0, gpu), estimate(spec(path, ngl=-1, prompt_cache_mib=64), 0, gpu)
+    assert cached.ram - alone.ram == 64 * MIB and cached.devices == alone.devices
 
 
 def test_encoder_models_keep_no_kv_cache(tiny_dir):
@@ -39,7 +55,7 @@ def test_a_draft_model_counts_its_weights_and_kv_cache(tiny_dir):
     path = tiny_dir / "qwen3-random.gguf"
     alone = estimate(spec(path, 1024, 2), 0, {})
     drafted = estimate(spec(path, 1024, 2, speculative="draft-simple", draft_model_path=str(path)), 0, {})
-    assert drafted.ram - alone.ram == path.stat().st_size + read_shape(str(path)).kv_bytes_per_token() * 2048
+    assert drafted.ram - alone.ram == path.stat().st_size + read_shape(str(path)).kv_bytes_per_token() * 1024
 
 
 def test_offloaded_layers_go_to_the_gpus_in_proportion_to_their_memory(tiny_dir):

@@ -10,7 +10,7 @@ import pytest
 from nexa.config import Settings
 from nexa.errors import ConfigError
 from nexa.runtime import cpu
-from nexa.runtime.build import Plan
+from nexa.toolchain.build import Plan
 from nexa.runtime.runtimes import check_runs, installed, resolve
 
 AMX_CPU = {"sse4_2", "avx", "avx2", "fma", "f16c", "bmi2", "avx512f", "avx512cd", "avx512vl", "avx512dq",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from pathlib import Path
 
 import gguf
@@ -11,6 +13,7 @@ import pytest
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
 from nexa.runtime.memory import PROCESS_BASELINE
+from nexa.runtime import worker as worker_module
 from nexa.runtime.worker import Worker, engine_error
 from nexa.store import ModelType
 from nexa.store.gguf_meta import read_shape
@@ -78,8 +81,8 @@ def test_only_error_level_engine_lines_count_and_lose_their_time_stamp():
     assert engine_error("ggml.c:1234: GGML_ASSERT(x) failed") is None
 
 
-async def loaded_footprint(path: Path, runtime: str, parallel: int):
-    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=1024,
+async def loaded_footprint(path: Path, runtime: str, parallel: int, ctx: int = 1024):
+    worker = Worker(WorkerSpec(model_path=str(path), model_type=ModelType.llm, alias="t", ctx=ctx,
                                parallel=parallel, threads=1, runtime=runtime, api_key=Worker.new_api_key()))
     await worker.start(timeout=60)
     try:
@@ -90,9 +93,34 @@ async def loaded_footprint(path: Path, runtime: str, parallel: int):
 
 async def test_a_loaded_worker_reports_what_its_engine_allocated(tiny_dir, runtime):
     path = tiny_dir / "qwen3-random.gguf"
-    one, two = await loaded_footprint(path, runtime, 1), await loaded_footprint(path, runtime, 2)
+    one, two = await loaded_footprint(path, runtime, 1), await loaded_footprint(path, runtime, 2, ctx=2048)
     assert one is not None and one.devices == {} and two.devices == {}  # this machine has no GPU
     assert one.ram - PROCESS_BASELINE >= path.stat().st_size  # the weights' buffer, at least
-    # A second slot adds its own 1,024 tokens of KV cache; the compute buffer barely changes.
+    # The slots share one KV cache: a second slot adds none, 1,024 more tokens of context add their KV cache
+    # (and 1 MiB of attention mask in the compute buffer).
     kv = read_shape(str(path)).kv_bytes_per_token() * 1024
     assert kv <= two.ram - one.ram < kv + 4 * 1024 * 1024
+
+
+def chatty_engine(path: Path, before: str, then: str) -> str:
+    """A llama-server stand-in (the only fake: a process that logs, as a real one does at verbosity 4, a
+    line far over 64 KiB, then `then`) that exits 1 without serving."""
+    path.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write({before!r})\nsys.stderr.write({then!r})\n"
+                    "sys.stderr.flush()\nsys.exit(1)\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+async def test_an_engine_log_line_over_64_kib_neither_stops_the_log_nor_hides_the_crash_reason(tmp_path):
+    prompt = "0.00.001.000 I slot launch_slot_: prompt '" + "x" * 200 * 1024 + "'\n"
+    reason = "0.00.002.000 E llama_model_load: error loading model: the fake's own reason\n"
+    engine = chatty_engine(tmp_path / "llama-server", prompt, reason)
+    assert "error loading model: the fake's own reason" in await load_error(tmp_path / "any.gguf", engine)
+
+
+async def test_log_lines_are_cut_at_the_cap_and_say_how_much_was_cut():
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"short\n" + b"y" * (300 * 1024) + b"\nnext line\r\nlast without newline")
+    stream.feed_eof()
+    lines = [line async for line in worker_module.log_lines(stream, cap=100)]
+    assert lines == ["short", "y" * 100 + f" [... {300 * 1024 - 100} more bytes]", "next line", "last without newline"]

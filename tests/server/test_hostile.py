@@ -61,6 +61,37 @@ def test_huge_model_name_is_a_quick_404_and_the_router_stays_responsive(http, se
     assert answer.elapsed.total_seconds() < 1.0  # was 8.5 s for 30 kB
 
 
+# 6,000 digits stalled /health 0.9 s, 200,000 for minutes (a backtracking regex); a float, then a long valid one.
+HOSTILE_DURATIONS = ["9" * 6_000 + "q", "1" * 200_000 + "x", "1" * 200_000, "1h" * 100_000]
+
+
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate", "/api/embed"])
+@pytest.mark.parametrize("keep_alive", HOSTILE_DURATIONS, ids=lambda v: f"{v[:4]}x{len(v)}")
+def test_a_hostile_keep_alive_is_a_quick_400_and_the_router_stays_responsive(http, server, path, keep_alive):
+    body = {"model": TEXT, "messages": HI, "prompt": "hi", "input": "hi", "keep_alive": keep_alive}
+    answers: list[httpx.Response] = []
+    thread = threading.Thread(target=lambda: answers.append(httpx.post(server.base_url + path, json=body, timeout=600)))
+    thread.start()
+    time.sleep(0.3)  # the request is in
+    start = time.monotonic()
+    assert http.get("/health").status_code == 200
+    health = time.monotonic() - start
+    thread.join()
+    assert health < 0.5  # with 200,000 digits the router answered nothing for minutes
+    assert answers[0].status_code == 400 and "keep_alive" in answers[0].json()["error"]
+    assert len(answers[0].text) < 1000
+
+
+def test_keep_alive_durations_parse_as_go_does():
+    from nexa.compat.ollama import keep_alive_seconds
+
+    assert [keep_alive_seconds(v) for v in ("5m", "1h30m", "1.5s", ".5h", "10ms", "1m30s", "300", "-5m", "0")] == \
+        [300.0, 5400.0, 1.5, 1800.0, 0.01, 90.0, 300.0, -1.0, 0.0]
+    for bad in ("x", "5x", "1..5s", ".s", "m", "-", "1e400", "9" * 65):
+        with pytest.raises(Exception, match="keep_alive"):
+            keep_alive_seconds(bad)
+
+
 @pytest.mark.parametrize("name", ["o" * 50_000 + "/m", TEXT + ":" + "Q" * 30_000, "not a name " * 20])
 def test_long_or_bad_names_quote_themselves_clipped(http, name):
     answer = http.post("/v1/chat/completions", json={"model": name, "messages": HI})

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from nexa.compat import media_policy
-from nexa.compat.media import MediaPolicy, fetch_remote
-from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url, refused_address
+from nexa.media import policy as media_policy
+from nexa.media.resolve import MediaPolicy, fetch_remote
+from nexa.media.policy import AccessPolicy, check_local_path, check_remote_url, refused_address
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
 
@@ -123,5 +123,35 @@ def test_every_redirect_hop_is_checked(monkeypatch):
         with pytest.raises(Forbidden) as info:
             asyncio.run(fetch_remote(f"http://127.0.0.1:{httpd.server_address[1]}/outside.png", MediaPolicy()))
         assert "127.0.0.2" in info.value.message
+    finally:
+        httpd.shutdown()
+
+
+def test_a_name_that_resolves_elsewhere_when_connecting_is_refused_before_reading(monkeypatch):
+    """DNS rebinding: the check sees a public address, the connection reaches loopback."""
+    served: list[str] = []
+
+    class Inside(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the http.server API)
+            served.append(self.path)
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Inside)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+
+    async def public(host: str, port: int) -> list:
+        return [ipaddress.ip_address("93.184.216.34")]
+
+    monkeypatch.setattr(media_policy, "_addresses", public)  # the first answer of a rebinding name
+    try:
+        with pytest.raises(Forbidden) as info:
+            asyncio.run(fetch_remote(f"http://localhost:{httpd.server_address[1]}/cat.png", MediaPolicy()))
+        assert "127.0.0.1" in info.value.message and info.value.code == "media_url_forbidden"
     finally:
         httpd.shutdown()

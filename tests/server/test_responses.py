@@ -220,6 +220,30 @@ def test_a_wrong_type_in_any_field_is_never_a_5xx(http):
                 assert set(reply.json()["error"]) == {"message", "type", "param", "code"}
 
 
+def _rss_mb(pid: int) -> float:
+    status = open(f"/proc/{pid}/status").read()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:"))) / 1024
+
+
+def test_chunked_bodies_with_encrypted_reasoning_do_not_grow_the_store(http, server):
+    """Ten chunked bodies (no Content-Length) with 20 MB of encrypted_content each grew the router by 253 MB."""
+    def post(store: bool) -> None:
+        data = json.dumps({"model": "test/qwen3-text", "max_output_tokens": 4, "store": store, "input": [
+            {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "x" * 20_000_000},
+            {"type": "message", "role": "user", "content": "hi"},
+        ]}).encode()
+        reply = http.post("/v1/responses", content=(data[i:i + (1 << 20)] for i in range(0, len(data), 1 << 20)),
+                          headers={"Content-Type": "application/json"})
+        assert reply.status_code == 200 and "content-length" not in reply.request.headers
+
+    for _ in range(2):
+        post(store=False)  # the router's high-water mark for such a body: its allocator keeps that much
+    before = _rss_mb(server.process.pid)
+    for _ in range(6):
+        post(store=True)
+    assert _rss_mb(server.process.pid) - before < 40  # 6 x 20 MB stored would be 120 MB
+
+
 # ---------------------------------------------------------------- agents (issue 20): Codex's tools and fields
 
 NAMESPACE = {"type": "namespace", "name": "weather", "description": "Weather tools.",

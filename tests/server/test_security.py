@@ -13,7 +13,7 @@ import httpx
 import openai
 import pytest
 
-from nexa.compat.requests import completion_body
+from nexa.compat.bodies import completion_body
 from nexa.config import DEFAULT_MAX_BODY, Settings
 from nexa.runtime import ModelManager
 from nexa.server import security

@@ -7,9 +7,10 @@ After that both are the same code (talk.py): one client, one REPL, one one-shot 
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from contextlib import redirect_stdout
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -18,6 +19,14 @@ from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
 from nexa.config import load_settings
 from nexa.errors import ModelNotFound
 from nexa.store import ModelRef, Store
+
+class TranscriptFormat(str, Enum):
+    text = "text"
+    srt = "srt"
+    vtt = "vtt"
+    json = "json"
+    verbose_json = "verbose_json"
+
 
 NameArg = Annotated[str, typer.Argument(help="Model: org/repo or org/repo:QUANT.")]
 PromptOpt = Annotated[
@@ -38,6 +47,21 @@ ToolsOpt = Annotated[
 ]
 QueryOpt = Annotated[Optional[str], typer.Option("--query", "-q", help="Reranker: the query.")]
 DocumentOpt = Annotated[Optional[list[str]], typer.Option("--document", "-d", help="Reranker: a document; repeat.")]
+FileOpt = Annotated[
+    Optional[Path], typer.Option("--file", "-f", help="Audio model: print the transcript of this recording.")
+]
+FormatOpt = Annotated[
+    TranscriptFormat, typer.Option("--format", help="With --file: text (streamed), srt, vtt, json or verbose_json.")
+]
+TranslateOpt = Annotated[bool, typer.Option("--translate", help="With --file: translate the speech into English.")]
+LanguageOpt = Annotated[Optional[str], typer.Option("--language", help="With --file: the speech's language (en, fr...).")]
+
+
+def _listen(file: Path | None, fmt: TranscriptFormat, translate: bool, language: str | None) -> Any:
+    """The --file request (a nexa.cli.client.Listen), or None to chat."""
+    from nexa.cli.client import Listen  # on use: openai is slow to import
+
+    return Listen(file, fmt.value, translate, language) if file is not None else None
 
 
 def _ensure_pulled(name: str, datadir: Path) -> None:
@@ -66,6 +90,10 @@ def infer(
     tools: ToolsOpt = None,
     query: QueryOpt = None,
     document: DocumentOpt = None,
+    file: FileOpt = None,
+    response_format: FormatOpt = TranscriptFormat.text,
+    translate: TranslateOpt = False,
+    language: LanguageOpt = None,
     ctx: Annotated[Optional[int], typer.Option(envvar="NEXA_CTX", help="Context size in tokens.", show_default="4096")] = None,
     ngl: Annotated[
         Optional[int], typer.Option(envvar="NEXA_NGL", help="Layers offloaded to the GPU; -1 lets the engine decide.")
@@ -80,12 +108,14 @@ def infer(
       git diff | nexa infer ggml-org/Qwen3-1.7B-GGUF -s "Write a commit message for this diff."
       nexa infer my-org/embedder -p "some text"
       nexa infer my-org/reranker -q "capital of France" -d "Paris is in France." -d "Berlin is in Germany."
+      nexa infer ggml-org/Voxtral-Mini-3B-2507-GGUF --file talk.mp3 --format srt
     """
     from nexa.server.serving import LocalServer  # on use: openai, prompt_toolkit and the server stack
     from nexa.cli.talk import Talk, converse  # slow every other nexa command
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
+    options.listen = _listen(file, response_format, translate, language)
     # One chat at a time, so one slot gets the whole context; the model stays loaded while the chat is open,
     # and models NEXA_PRELOAD names for `nexa serve` are not loaded here.
     settings = load_settings(
@@ -113,6 +143,10 @@ def run(
     tools: ToolsOpt = None,
     query: QueryOpt = None,
     document: DocumentOpt = None,
+    file: FileOpt = None,
+    response_format: FormatOpt = TranscriptFormat.text,
+    translate: TranslateOpt = False,
+    language: LanguageOpt = None,
     host: HostOpt = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -129,6 +163,7 @@ def run(
 
     options = Talk.from_flags(prompt, system, temperature, top_p, top_k, max_tokens, seed, raw_json, hide_think,
                               tools, query, document)
+    options.listen = _listen(file, response_format, translate, language)
     converse(server_url(host), first_key(api_key), name, options, load_settings().datadir / "history")
 
 

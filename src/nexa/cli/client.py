@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import openai
@@ -19,6 +20,16 @@ from nexa.errors import ModelNotFound, NexaError
 
 # Sent when the server needs no key: the OpenAI client refuses an empty one.
 NO_KEY = "nexa"
+
+
+@dataclass(frozen=True)
+class Listen:
+    """`--file`: transcribe a recording (or translate its speech into English) instead of chatting."""
+
+    file: Path
+    response_format: str = "text"
+    translate: bool = False
+    language: str | None = None
 
 
 @dataclass
@@ -193,6 +204,27 @@ class NexaClient:
             return self._openai.post(
                 "/rerank", body={"model": model, "query": query, "documents": documents}, cast_to=object
             )
+
+    def transcribe(self, model: str, audio: Listen, temperature: float | None) -> Iterator[str]:
+        """The transcript (or English translation) of a recording: as it comes for the text format,
+        else the whole answer in its format (JSON dumped)."""
+        with audio.file.expanduser().open("rb") as file, self._translated():
+            fields: dict[str, Any] = {"model": model, "file": file}
+            if temperature is not None:
+                fields["temperature"] = temperature
+            if audio.translate:
+                api: Any = self._openai.audio.translations
+            else:
+                api = self._openai.audio.transcriptions
+                fields.update({"language": audio.language} if audio.language else {})
+            if audio.response_format == "text":
+                for event in api.create(**fields, stream=True):
+                    if event.type == "transcript.text.delta":
+                        yield event.delta
+                yield "\n"
+                return
+            answer = api.create(**fields, response_format=audio.response_format)
+        yield answer if isinstance(answer, str) else answer.model_dump_json(indent=2, exclude_unset=True) + "\n"
 
     def close(self) -> None:
         self._openai.close()

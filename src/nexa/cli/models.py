@@ -10,10 +10,12 @@ from rich.table import Table
 
 from nexa.cli import pull as pull_command
 from nexa.cli.common import DataDirOpt, console, human_size, open_store, wheel_cache
-from nexa.compat.tools import capabilities as model_capabilities
 from nexa.errors import ModelNotFound
 from nexa.hub.starter import STARTER_NAME, fetch_starter
-from nexa.store import Manifest, ModelRef
+from nexa.config import load_settings
+from nexa.runtime import ModelManager
+from nexa.store import Manifest, ModelRef, Store
+from nexa.store.facts import capabilities as model_capabilities
 from nexa.store.gguf_meta import GGUFInfo, read_info
 
 
@@ -56,7 +58,15 @@ def show(
     table = Table(show_header=False, box=None)
     for key, value in _show_rows(manifest, quant, info, folder, store.size_on_disk(manifest)):
         table.add_row(f"[bold]{key}[/]", value)
+    table.add_row("[bold]served context[/]", _served_context(store, manifest, quant))
     console.print(table)
+
+
+def _served_context(store: Store, manifest: Manifest, quant: str) -> str:
+    """The context `nexa serve` would give it with the NEXA_* settings of this shell, and its memory."""
+    plan = ModelManager(store, load_settings(datadir=store.root)).plan(manifest, quant)
+    return (f"{plan.spec.ctx:,} tokens, {plan.spec.kv_cache_type} KV cache (about {plan.need.describe()} loaded; "
+            "--ctx or --model-option NAME:ctx=N sets it)")
 
 
 def _show_rows(manifest: Manifest, quant: str, info: GGUFInfo, folder: Path, on_disk: int) -> list[tuple[str, str]]:

@@ -58,7 +58,8 @@ def ps(
     table = Table(title=f"Loaded at {url} ({budget} estimated in use)", title_justify="left")
     gpus = bool(running.device_memory_budget)  # a GPU column only where a runtime has a GPU
     for column, justify in (("MODEL", "left"), ("TYPE", "left"), ("PID", "right"), ("MEMORY", "right"),
-                            ("ESTIMATE", "right"), *([("GPU", "right")] if gpus else []), ("SLOTS BUSY", "right"),
+                            ("ESTIMATE", "right"), *([("GPU", "right")] if gpus else []), ("CONTEXT", "right"),
+                            ("SLOTS BUSY", "right"),
                             ("QUEUED", "right"), ("IDLE", "right"), ("UNLOADS IN", "right")):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for model in running.data:
@@ -67,7 +68,7 @@ def ps(
         on_gpus = ", ".join(f"{human_size(size)} {name}" for name, size in model.device_memory.items()) or "-"
         table.add_row(
             model.id, model.type, str(model.pid or "-"), human_size(model.memory) if model.memory else "-",
-            human_size(model.memory_estimate), *([on_gpus] if gpus else []),
+            human_size(model.memory_estimate), *([on_gpus] if gpus else []), f"{model.ctx:,}",
             f"{busy}/{model.parallel}", str(model.queued),
             _duration(model.idle_seconds) if not model.in_flight else "serving", expires,
         )

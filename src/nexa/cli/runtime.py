@@ -11,7 +11,7 @@ from rich.table import Column, Table
 
 from nexa.cli.common import DataDirOpt, console, human_size
 from nexa.config import default_datadir
-from nexa.runtime import build as native
+from nexa.toolchain import build as native
 from nexa.runtime.accelerators import accelerators
 from nexa.runtime.cpu import feature_names
 from nexa.runtime.runtimes import XLLAMACPP, installed, read_runtime, runtimes_dir

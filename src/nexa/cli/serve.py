@@ -20,7 +20,7 @@ _FIELDS = Settings.model_fields
 _SHOWN_DEFAULTS = {
     "threads": "all cores", "datadir": "~/.cache/nexa", "api_keys": "none", "origins": "localhost origins",
     "max_body": "32 MiB", "media_root": "none",
-    "memory_budget": "75% of RAM", "device_memory_budget": "90% of each GPU", "preload": "none", "model_options": "none",
+    "ctx": "trained length, fitted to the memory budget", "prompt_cache": "the KV cache's size, if the budget has room", "memory_budget": "75% of RAM", "device_memory_budget": "90% of each GPU", "preload": "none", "model_options": "none",
 }
 
 
@@ -38,6 +38,12 @@ def serve(
     port: Annotated[Optional[int], typer.Option(help=_help("port"), show_default=_default("port"))] = None,
     ctx: Annotated[Optional[int], typer.Option(help=_help("ctx"), show_default=_default("ctx"))] = None,
     parallel: Annotated[Optional[int], typer.Option(help=_help("parallel"), show_default=_default("parallel"))] = None,
+    kv_cache_type: Annotated[
+        Optional[str], typer.Option(help=_help("kv_cache_type"), show_default=_default("kv_cache_type"))
+    ] = None,
+    prompt_cache: Annotated[
+        Optional[str], typer.Option(help=_help("prompt_cache"), show_default=_default("prompt_cache"))
+    ] = None,
     threads: Annotated[Optional[int], typer.Option(help=_help("threads"), show_default=_default("threads"))] = None,
     ngl: Annotated[Optional[int], typer.Option(help=_help("ngl"), show_default=_default("ngl"))] = None,
     runtime: Annotated[Optional[str], typer.Option(help=_help("runtime"), show_default=_default("runtime"))] = None,
@@ -67,6 +73,9 @@ def serve(
     ] = None,
     allow_private_urls: Annotated[
         Optional[bool], typer.Option("--allow-private-urls", help=_help("allow_private_urls"), show_default=False)
+    ] = None,
+    max_audio_seconds: Annotated[
+        Optional[float], typer.Option(help=_help("max_audio_seconds"), show_default=_default("max_audio_seconds"))
     ] = None,
     keepalive: Annotated[Optional[float], typer.Option(help=_help("keepalive"), show_default=_default("keepalive"))] = None,
     memory_budget: Annotated[
@@ -107,15 +116,17 @@ def serve(
       nexa serve --port 8080 --ctx 8192 --parallel 2
       nexa serve --preload HuggingFaceTB/SmolLM2-135M-Instruct --keepalive 600 --memory-budget 12GiB
       nexa serve --model-option org/big-model:ctx=16384,parallel=1 --model-option org/embedder:ngl=0
+      nexa serve --kv-cache-type q8_0 --model-option org/long-model:ctx=131072,kv_cache_type=q4_0
       nexa serve --runtime xllamacpp --model-option org/big-model:runtime=auto
       nexa serve --host 0.0.0.0 --api-key "$(openssl rand -hex 24)" --media-root ~/pictures
       nexa serve --ray auto --model-option org/model:replicas=2,num_cpus=4,resource.big_node=1
     """
     flags: dict[str, Any] = dict(
-        host=host, port=port, ctx=ctx, parallel=parallel, threads=threads, ngl=ngl, runtime=runtime,
+        host=host, port=port, ctx=ctx, parallel=parallel, kv_cache_type=kv_cache_type, prompt_cache=prompt_cache,
+        threads=threads, ngl=ngl, runtime=runtime,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
-        allow_private_urls=allow_private_urls, keepalive=keepalive, memory_budget=memory_budget,
+        allow_private_urls=allow_private_urls, max_audio_seconds=max_audio_seconds, keepalive=keepalive, memory_budget=memory_budget,
         device_memory_budget=device_memory_budget,
         max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
         model_options=model_option,

@@ -7,7 +7,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nexa.cli.client import NexaClient, Sampling
+from nexa.cli.client import Listen, NexaClient, Sampling
 from nexa.cli.common import console
 from nexa.cli.conversation import Conversation
 from nexa.cli.repl import Repl, print_tool_calls
@@ -28,6 +28,7 @@ class Talk:
     tools: list[dict] | None
     query: str | None
     documents: list[str] = field(default_factory=list)
+    listen: Listen | None = None
 
     @classmethod
     def from_flags(
@@ -62,6 +63,8 @@ def converse(base_url: str, api_key: str | None, name: str, options: Talk, histo
     """Dispatch on the model's type: embed, rerank, answer the prompts, or open the REPL."""
     client = NexaClient(base_url, api_key)
     try:
+        if options.listen is not None:
+            return _transcribe(client, name, options.listen, options.sampling.temperature)
         kind = client.model_type(name)
         if kind == "embedder":
             return _embed(client, name, options)
@@ -95,6 +98,14 @@ def _one_shot(client: NexaClient, name: str, conversation: Conversation, options
         print(flush=True)
         print_tool_calls(stream.answer, console)
         conversation.add(stream.answer.message())
+
+
+def _transcribe(client: NexaClient, name: str, audio: Listen, temperature: float | None) -> None:
+    if not audio.file.expanduser().is_file():
+        raise NexaError(f"no recording at {audio.file}; give --file an audio file (WAV, MP3, FLAC, OGG, M4A)")
+    for text in client.transcribe(name, audio, temperature):
+        sys.stdout.write(text)
+        sys.stdout.flush()
 
 
 def _embed(client: NexaClient, name: str, options: Talk) -> None:

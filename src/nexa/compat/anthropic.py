@@ -12,8 +12,9 @@ import json
 import uuid
 from typing import Any
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
 from nexa.compat.tools import arguments_object
+from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest
 from nexa.wire.anthropic import (
     CountTokensRequest,
@@ -108,10 +109,23 @@ def _tool_choice(request: CountTokensRequest) -> dict[str, Any]:
     return fields
 
 
-def _messages(request: CountTokensRequest) -> list[ChatMessage]:
-    system = request.system
+# Claude Code's first system block, e.g. "x-anthropic-billing-header: cc_version=2.1.328.f86; cc_entrypoint=sdk-cli;":
+# metadata for Anthropic's billing, not an instruction. Its suffix changes with each conversation, so left in the
+# prompt it would make every session's prompt differ from its first line on, and no prefix could be reused.
+BILLING_HEADER = "x-anthropic-billing-header:"
+
+
+def _system(system: str | list[Any] | None) -> str | None:
+    """The system prompt the model sees: the blocks' texts, less the client's billing metadata."""
     if isinstance(system, list):
-        system = "\n\n".join(block.text for block in system)
+        return "\n\n".join(block.text for block in system if not block.text.lstrip().startswith(BILLING_HEADER))
+    if system and system.lstrip().startswith(BILLING_HEADER):
+        return system.lstrip().partition("\n")[2].lstrip("\n")
+    return system
+
+
+def _messages(request: CountTokensRequest) -> list[ChatMessage]:
+    system = _system(request.system)
     messages = [ChatMessage(role="system", content=system)] if system else []
     for i, message in enumerate(request.messages):
         translate = {"assistant": _assistant_turn, "system": _system_turn}.get(message.role, _user_turn)
@@ -289,11 +303,18 @@ def message_response(answer: dict[str, Any], model: str, thinking: bool = True) 
     return MessageResponse(
         id=message_id, model=model, content=content, stop_sequence=stopped_by,
         stop_reason="stop_sequence" if stopped_by else _STOP_REASONS.get(choice.get("finish_reason"), "end_turn"),
-        usage=MessageUsage(input_tokens=usage.get("prompt_tokens", 0), output_tokens=usage.get("completion_tokens", 0)),
+        usage=message_usage(usage),
     )
 
 
-class MessageStream:
+def message_usage(usage: dict[str, Any]) -> MessageUsage:
+    """OpenAI usage as Anthropic's: its input_tokens leave out what was read from the prompt cache."""
+    cached = int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
+    return MessageUsage(input_tokens=int(usage.get("prompt_tokens", 0)) - cached,
+                        output_tokens=int(usage.get("completion_tokens", 0)), cache_read_input_tokens=cached)
+
+
+class MessageStream(Translator):
     """OpenAI chat chunks in, Anthropic stream events out, as (event name, data) pairs.
 
     One content block is open at a time: a thinking block, a text block, or one tool_use block
@@ -337,14 +358,13 @@ class MessageStream:
 
     def finish(self) -> list[Event]:
         events = self._text(self._filter.rest()) if self._filter is not None else []
-        usage = {"input_tokens": self._usage.get("prompt_tokens", 0), "output_tokens": self._usage.get("completion_tokens", 0)}
+        usage = message_usage(self._usage).model_dump()
         stop_reason = "stop_sequence" if self._stop_sequence else self._stop_reason or "end_turn"
         delta = {"stop_reason": stop_reason, "stop_sequence": self._stop_sequence}
         return [*events, *self._close_block(), ("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}),
                 ("message_stop", {"type": "message_stop"})]
 
-    @staticmethod
-    def error(body: dict[str, Any]) -> list[Event]:
+    def fail(self, body: dict[str, Any]) -> list[Event]:
         """The `error` event that ends a stream which failed midway; `body` is in Anthropic's error shape."""
         return [("error", body)]
 
@@ -382,9 +402,3 @@ class MessageStream:
 
     def _delta(self, delta: dict[str, Any]) -> Event:
         return ("content_block_delta", {"type": "content_block_delta", "index": self._index, "delta": delta})
-
-
-def sse(event: Event) -> bytes:
-    """One server-sent event with its `event:` line, as Anthropic streams them."""
-    name, data = event
-    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()

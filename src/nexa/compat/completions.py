@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexa.compat.translator import Translator
+
 _ID_PREFIX = "cmpl-"
 
 
@@ -56,7 +58,7 @@ def completion_reply(answer: dict[str, Any], model: str, top_n: int | None) -> d
     }
 
 
-class CompletionStream:
+class CompletionStream(Translator):
     """Engine chunks in, OpenAI completion chunks out. The engine is always asked for usage; the
     client gets it, summed over its prompts, in one last chunk when it asked (`include_usage`)."""
 

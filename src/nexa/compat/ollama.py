@@ -9,23 +9,22 @@ cached GGUF header reads behind `facts`, which they call in a thread.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import os
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any, TypeVar
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
 from nexa.compat.tools import arguments_object
+from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest, ModelNotFound, clip
 from nexa.store import Manifest, ModelType
-from nexa.store.gguf_meta import read_chat_template, read_info
-from nexa.wire.ollama import ChatRequest, Details, GenerateRequest, Message, Options
+from nexa.store.facts import Facts, model_id
+from nexa.wire.ollama import MAX_DURATION, ChatRequest, Details, GenerateRequest, Message, Options
 from nexa.wire.openai import (
     ChatCompletionRequest,
     ChatMessage,
@@ -87,14 +86,28 @@ def resolve(resolver: Callable[[str], T], name: str) -> T:
         raise not_found(name, exc) from None
 
 
-def model_id(manifest: Manifest, quant: str) -> str:
-    return f"{manifest.name}:{quant}"
-
-
 # ---------------------------------------------------------------- keep_alive
 
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_UNITS = sorted(_UNIT_S, key=len, reverse=True)  # 'ms' before 'm'
+_NUMBER = frozenset("0123456789.")
+
+
+def go_duration(text: str) -> float | None:
+    """Seconds in a Go duration without its sign ('1h30m', '1.5s'), or None when it is not one. One pass
+    over the text, no regex: a regex that backtracks took minutes on a long string of digits."""
+    total, at = 0.0, 0
+    while at < len(text):
+        end = at
+        while end < len(text) and text[end] in _NUMBER:
+            end += 1
+        number = text[at:end]
+        unit = next((u for u in _UNITS if text.startswith(u, end)), None)
+        if unit is None or number.count(".") > 1 or not number.strip("."):
+            return None
+        total += float(number) * _UNIT_S[unit]
+        at = end + len(unit)
+    return total if text else None
 
 
 def keep_alive_seconds(value: float | str | None) -> float | None:
@@ -106,17 +119,16 @@ def keep_alive_seconds(value: float | str | None) -> float | None:
         seconds = float(value)
     else:
         text = value.strip()
+        sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)
         try:
-            seconds = float(text)
+            seconds = float(text) if len(text) <= MAX_DURATION else None
         except ValueError:
-            sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text)
-            parts = _DURATION.findall(body)
-            if not body or "".join(n + u for n, u in parts) != body:
-                raise InvalidRequest(
-                    f"keep_alive '{clip(text)}' is not a duration; send seconds (300), a duration such as '5m' or "
-                    "'1h30m', 0 to unload after the request, or -1 to keep the model loaded", param="keep_alive",
-                ) from None
-            seconds = sign * sum(float(n) * _UNIT_S[u] for n, u in parts)
+            seconds = None if (parsed := go_duration(body)) is None else sign * parsed
+        if seconds is None:
+            raise InvalidRequest(
+                f"keep_alive '{clip(text)}' is not a duration; send seconds (300), a duration such as '5m' or "
+                "'1h30m', 0 to unload after the request, or -1 to keep the model loaded", param="keep_alive",
+            ) from None
     if not math.isfinite(seconds):
         raise InvalidRequest("keep_alive must be a finite number of seconds", param="keep_alive")
     return -1.0 if seconds < 0 else seconds
@@ -287,7 +299,9 @@ def final_fields(usage: dict[str, Any], timings: dict[str, Any], clock: Clock, e
     return {
         "total_duration": end - clock.start,
         "load_duration": clock.leased - clock.start,
-        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0),
+        # Ollama counts the prompt tokens it evaluated: those read from the prompt cache are not.
+        "prompt_eval_count": int(usage.get("prompt_tokens", timings.get("prompt_n", 0)) or 0)
+        - int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0),
         "prompt_eval_duration": int(prompt_ms * NS_PER_MS),
         "eval_count": int(usage.get("completion_tokens", timings.get("predicted_n", 0)) or 0),
         "eval_duration": int(eval_ms * NS_PER_MS),
@@ -346,7 +360,7 @@ class Reply:
         return self.body("", done=True, done_reason=reason)
 
 
-class ChunkStream:
+class ChunkStream(Translator):
     """OpenAI chunks (chat or text completion) in, Ollama's NDJSON chunks out. Tool calls arrive in
     fragments; Ollama sends each call whole, so they are gathered and sent when the choice finishes."""
 
@@ -382,13 +396,11 @@ class ChunkStream:
         held["function"]["name"] += function.get("name") or ""
         held["function"]["arguments"] += function.get("arguments") or ""
 
-    def finish(self, end: int) -> dict[str, Any]:
-        return self.reply.body("", done=True, done_reason=self._reason,
-                               **final_fields(self._usage, self._timings, self.clock, end))
-
-
-def ndjson(chunk: dict[str, Any]) -> bytes:
-    return json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
+    def finish(self, end: int | None = None) -> list[dict[str, Any]]:
+        """The last chunk, done: true, with the counts and durations; `end` (ns) defaults to now."""
+        end = time.perf_counter_ns() if end is None else end
+        return [self.reply.body("", done=True, done_reason=self._reason,
+                                **final_fields(self._usage, self._timings, self.clock, end))]
 
 
 # ---------------------------------------------------------------- models: tags, show, ps
@@ -398,37 +410,6 @@ _THINKING = re.compile(r"enable_thinking|<think>|reasoning_content")
 _CAPABILITY = {
     "completion": "completion", "tools": "tools", "vision": "vision", "audio": "audio", "embeddings": "embedding",
 }
-
-
-@dataclass(frozen=True)
-class Facts:
-    """What /api/tags, /api/show and /api/ps say about one quant's file, from its GGUF header."""
-
-    architecture: str
-    basename: str
-    context_length: int | None
-    parameters: int
-    template: str
-
-
-@functools.lru_cache(maxsize=256)
-def _facts(path: str, mtime_ns: int) -> Facts:
-    try:
-        info = read_info(Path(path))
-    except (OSError, ValueError):
-        return Facts("unknown", Path(path).stem, None, 0, "")
-    return Facts(info.architecture, info.name or Path(path).stem, info.context_length, info.parameters,
-                 read_chat_template(path) or "")
-
-
-def facts(manifest: Manifest, model_dir: Path, quant: str) -> Facts:
-    """The quant's header facts, cached per file version. Parses the header: call it off the event loop."""
-    path = str(manifest.quants[quant].files[0].location(model_dir))
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        mtime = 0
-    return _facts(path, mtime)
 
 
 def parameter_size(count: int) -> str:
@@ -461,19 +442,21 @@ def model_info(facts_: Facts) -> dict[str, Any]:
     return info
 
 
-def parameters_text(manifest: Manifest) -> str:
-    """The model's sampling defaults as Ollama's PARAMETER lines ('temperature 0.7')."""
-    return "\n".join(f"{key} {value:g}" for key, value in sorted(manifest.sampling_defaults.items()))
+def parameters_text(manifest: Manifest, num_ctx: int | None = None) -> str:
+    """The model's sampling defaults, and the context it gets (`num_ctx`, as Ollama names it), as Ollama's
+    PARAMETER lines ('temperature 0.7')."""
+    values = {**manifest.sampling_defaults, **({"num_ctx": num_ctx} if num_ctx else {})}
+    return "\n".join(f"{key} {value:g}" for key, value in sorted(values.items()))
 
 
-def modelfile(manifest: Manifest, quant: str, facts_: Facts) -> str:
+def modelfile(manifest: Manifest, quant: str, facts_: Facts, num_ctx: int | None = None) -> str:
     """A Modelfile-like summary, for clients that show it; nexa does not read Modelfiles."""
     lines = [f"# nexa model {model_id(manifest, quant)} ({manifest.source})", f"FROM {model_id(manifest, quant)}"]
     if facts_.template:
         lines.append(f'TEMPLATE """{facts_.template}"""')
     if manifest.system_prompt:
         lines.append(f'SYSTEM """{manifest.system_prompt}"""')
-    lines += [f"PARAMETER {line}" for line in parameters_text(manifest).splitlines()]
+    lines += [f"PARAMETER {line}" for line in parameters_text(manifest, num_ctx).splitlines()]
     return "\n".join(lines) + "\n"
 
 

@@ -18,7 +18,8 @@ import time
 import uuid
 from typing import Any, Literal
 
-from nexa.compat.requests import translated_chat
+from nexa.compat.bodies import translated_chat
+from nexa.compat.translator import Translator
 from nexa.errors import InvalidRequest
 from nexa.wire.openai import (
     ChatCompletionRequest,
@@ -334,7 +335,7 @@ def dump(response: Response) -> dict[str, Any]:
     return response.model_dump(mode="json", by_alias=True)
 
 
-class ResponseStream:
+class ResponseStream(Translator):
     """OpenAI chat chunks in, Responses stream events out, each with its `sequence_number`.
 
     One output item is open at a time: reasoning, a message, or one function_call per tool call.
@@ -400,6 +401,10 @@ class ResponseStream:
             "status": "failed", "output": self._output, "error": ResponseError(code="server_error", message=message)})
         return [self._event("error", code=code, message=message, param=None), self._lifecycle("response.failed")]
 
+    def fail(self, body: dict[str, Any]) -> list[Event]:
+        """`error` for a stream's error body (OpenAI's shape)."""
+        return self.error(body["error"]["message"], body["error"].get("code"))
+
     # -- items
 
     def _open(self, key: str, item: OutputItem, part: OutputText | ReasoningText | None) -> list[Event]:
@@ -456,8 +461,3 @@ class ResponseStream:
         event = {"type": type_, "sequence_number": self._sequence, **fields}
         self._sequence += 1
         return event
-
-
-def sse(event: Event) -> bytes:
-    """One server-sent event with its `event:` line, as OpenAI streams Responses."""
-    return f"event: {event['type']}\ndata: {json.dumps(event, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()

@@ -11,68 +11,18 @@ deprecated `functions` form is mapped onto tools.
 from __future__ import annotations
 
 import json
-import re
-from pathlib import Path
 from typing import Any
 
-from nexa.compat.media import media_support
-from nexa.errors import EngineRefused, InvalidRequest, NexaError
-from nexa.store import Manifest, ModelType
-from nexa.store.gguf_meta import read_chat_template
+from nexa.compat.translator import Translator
+from nexa.errors import EngineRefused, InvalidRequest
+from nexa.store import Manifest
 from nexa.wire.openai import ChatCompletionRequest, ChatMessage, NamedToolChoice, Tool, ToolCall
 
-# Jinja tags, and the quoted strings inside them: a template supports tools when its code reads `tools`.
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
-_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
-_TOOLS_VARIABLE = re.compile(r"\btools\b")
 
-
-def template_reads_tools(template: str) -> bool:
-    """Whether a chat template's code uses the `tools` variable. llama.cpp renders tools only through
-    the template; one that never reads them (SmolLM2's) gets tools dropped and no tool instructions."""
-    return any(_TOOLS_VARIABLE.search(_QUOTED.sub("", tag)) for tag in _JINJA_TAG.findall(template))
-
-
-def _chat_template(manifest: Manifest, model_dir: Path, quant: str | None) -> str | None:
-    """The quant's (default: the default quant's) chat template; None for a retrieval model or none."""
-    entry = manifest.quants.get(quant or manifest.default_quant())
-    if entry is None or manifest.model_type not in (ModelType.llm, ModelType.vlm):
-        return None
-    return read_chat_template(str(entry.files[0].location(model_dir)))
-
-
-def supports_tools(manifest: Manifest, model_dir: Path, quant: str | None = None) -> bool:
-    """Whether the model can be asked for tool calls: a chat model whose GGUF chat template reads
-    `tools`. Reads the header once per file version; call it off the event loop. The chat routes,
-    /v1/models and nexa show all decide with it."""
-    template = _chat_template(manifest, model_dir, quant)
-    return template is not None and template_reads_tools(template)
-
-
-def capabilities(manifest: Manifest, model_dir: Path, quant: str | None = None) -> list[str]:
-    """What requests the model serves, as a model card lists them (Ollama's names where they exist):
-    from its type, its chat template and its projector's header. Call it off the event loop."""
-    if manifest.model_type is ModelType.embedder:
-        return ["embeddings"]
-    if manifest.model_type is ModelType.reranker:
-        return ["reranking"]
-    template = _chat_template(manifest, model_dir, quant)
-    found = ["completion"]
-    if template:
-        found += ["chat"] + (["tools"] if template_reads_tools(template) else [])
-    if manifest.mmproj is not None:
-        try:
-            media = media_support(manifest, model_dir)
-        except NexaError:
-            return found  # an unreadable projector: the load will say why
-        found += (["vision"] if media.image else []) + (["audio"] if media.audio else [])
-    return found
-
-
-def require_tool_support(request: ChatCompletionRequest, manifest: Manifest, model_dir: Path, quant: str) -> None:
-    """Tools the model cannot use are refused, not dropped: the client would wait for a call that never
-    comes. `tool_choice: "none"` asks for no call, so the tools may go unused."""
-    if request.tools and request.tool_choice != "none" and not supports_tools(manifest, model_dir, quant):
+def require_tool_support(request: ChatCompletionRequest, manifest: Manifest, supported: bool) -> None:
+    """Tools the model cannot use (`supported`: nexa.store.facts.supports_tools) are refused, not dropped: the
+    client would wait for a call that never comes. `tool_choice: "none"` asks for no call, so the tools may go unused."""
+    if request.tools and request.tool_choice != "none" and not supported:
         raise InvalidRequest(
             f"model '{manifest.name}' cannot call tools: its chat template has no tool support, so the "
             "engine would ignore 'tools'; use a model whose card lists 'tools' in its capabilities "
@@ -139,6 +89,20 @@ def as_function_call(data: dict[str, Any]) -> dict[str, Any]:
         if choice.get("finish_reason") == "tool_calls":
             choice["finish_reason"] = "function_call"
     return data
+
+
+class FunctionCallStream(Translator):
+    """The engine's chat chunks in the deprecated functions shape (`as_function_call`), the model renamed;
+    the usage chunk only when the client asked for it (`include_usage`)."""
+
+    def __init__(self, model: str, include_usage: bool):
+        self._model, self._include_usage = model, include_usage
+
+    def feed(self, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+        if not chunk.get("choices") and not self._include_usage:
+            return []
+        chunk["model"] = self._model
+        return [as_function_call(chunk)]
 
 
 def tool_fields(request: ChatCompletionRequest) -> dict[str, Any]:

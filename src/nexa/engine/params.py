@@ -25,7 +25,7 @@ class EngineSettings:
     model: str
     mmproj: str | None
     alias: str
-    n_ctx: int  # total KV size, split evenly across the slots (no unified KV cache)
+    n_ctx: int  # the KV cache's size in tokens, shared by every slot (unified KV cache)
     n_parallel: int
     threads: int  # decode and prompt threads alike
     ngl: int
@@ -41,7 +41,13 @@ class EngineSettings:
     log_verbosity: int = 4
     jinja: bool = True
     metrics: bool = True
-    kv_unified: bool = False
+    cache_type: str = "f16"  # of both K and V
+    # Host RAM for the prompts that leave a slot, so a conversation that comes back after other requests
+    # (an agent's side requests) finds its prefix; 0 turns it off, and with it the saving of idle slots.
+    cache_ram_mib: int = 0
+    # One KV cache for all slots: a single long request can use all of it while short ones share it; without it
+    # llama.cpp splits n_ctx evenly, and an agent's long prompt would not fit one slot.
+    kv_unified: bool = True
 
 
 def engine_settings(spec: WorkerSpec) -> EngineSettings:
@@ -50,8 +56,7 @@ def engine_settings(spec: WorkerSpec) -> EngineSettings:
         model=spec.model_path,
         mmproj=spec.mmproj_path,
         alias=spec.alias,
-        # n_ctx is the total KV size, split evenly across slots: each slot gets `ctx`.
-        n_ctx=spec.ctx * spec.parallel,
+        n_ctx=spec.ctx,
         n_parallel=spec.parallel,
         threads=spec.threads,
         ngl=spec.ngl,
@@ -62,6 +67,8 @@ def engine_settings(spec: WorkerSpec) -> EngineSettings:
         n_batch=spec.ctx if retrieval else None,
         speculative=spec.speculative,
         draft_model=spec.draft_model_path,
+        cache_type=spec.kv_cache_type,
+        cache_ram_mib=spec.prompt_cache_mib,
     )
 
 
@@ -78,6 +85,8 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
     params.n_ctx = s.n_ctx
     params.n_parallel = s.n_parallel
     params.kv_unified = s.kv_unified
+    params.cache_type_k = params.cache_type_v = getattr(xlc.ggml_type, f"GGML_TYPE_{s.cache_type.upper()}")
+    params.cache_ram_mib = s.cache_ram_mib
     params.cpuparams.n_threads = s.threads
     params.cpuparams_batch.n_threads = s.threads
     params.n_gpu_layers = s.ngl
@@ -112,6 +121,7 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         "--model", s.model, "--alias", s.alias,
         "--ctx-size", str(s.n_ctx), "--parallel", str(s.n_parallel),
         "--kv-unified" if s.kv_unified else "--no-kv-unified",
+        "--cache-type-k", s.cache_type, "--cache-type-v", s.cache_type, "--cache-ram", str(s.cache_ram_mib),
         "--threads", str(s.threads), "--threads-batch", str(s.threads),
         "--n-gpu-layers", str(s.ngl),
         "--jinja" if s.jinja else "--no-jinja",

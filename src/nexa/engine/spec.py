@@ -12,6 +12,8 @@ from nexa.store.manifest import ModelType
 # llama.cpp's speculative decoding types that need no draft model: they draft from the context's own text.
 NGRAM_MODES = ("ngram-mod", "ngram-simple", "ngram-map-k", "ngram-map-k4v", "ngram-cache")
 DRAFT_MODEL = "draft-simple"
+# KV cache element types: f16 (llama.cpp's default) or quantized, which holds about 2x / 3.5x the context.
+KVCacheType = Literal["f16", "q8_0", "q4_0"]
 
 
 class WorkerSpec(BaseModel):
@@ -21,10 +23,17 @@ class WorkerSpec(BaseModel):
     mmproj_path: str | None = None
     model_type: ModelType
     alias: str = Field(description="Name the engine reports as `model`; the router rewrites it per request.")
-    ctx: int = Field(ge=64, description="Context tokens per slot.")
+    ctx: int = Field(
+        ge=64, description="Context tokens of the model's one KV cache, which its slots share (llama.cpp's unified "
+        "KV cache): a single request may use all of it.",
+    )
     parallel: int = Field(ge=1)
     threads: int = Field(ge=1)
     ngl: int = -1
+    kv_cache_type: KVCacheType = "f16"
+    prompt_cache_mib: int = Field(
+        0, ge=0, description="Host RAM (MiB) for prompt caches that left a slot (llama.cpp's --cache-ram); 0: none.",
+    )
     reasoning_format: Literal["parsed", "raw"] = "parsed"
     speculative: str | None = Field(
         None, description="llama.cpp's speculative decoding type (ngram-mod, draft-simple...); None drafts nothing.",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import shutil
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,8 +70,8 @@ def _pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, eve
                            "pull it as --model-type llm, or pull the vision model's own GGUF repo")
         if mmproj is not None and not has_mmproj:
             wanted.append(mmproj)
-        _check_disk(folder, wanted)
-        entries = {f.name: _fetch(store, files, f, folder, events) for f in wanted}
+        with _DISK.reserve(folder, wanted) as wrote:
+            entries = {f.name: _fetch(store, files, f, folder, events, wrote) for f in wanted}
         quants = dict(existing.quants) if existing else {}
         quants[quant] = QuantEntry(files=[entries[f.name] for f in files.quants[quant]])
         manifest = Manifest(
@@ -85,20 +86,57 @@ def _pull(store: Store, files: RepoFiles, quant: str, model_type: ModelType, eve
         return manifest, True
 
 
-def _fetch(store: Store, files: RepoFiles, remote: RemoteFile, folder: Path, events: PullEvents) -> FileEntry:
+def _fetch(store: Store, files: RepoFiles, remote: RemoteFile, folder: Path, events: PullEvents,
+           wrote: Callable[[int], None]) -> FileEntry:
     target = folder / remote.name
-    on_progress = events.file(remote.name, remote.size)
+    report = events.file(remote.name, remote.size)
+    last = present_bytes(target)
+
+    def on_progress(done: int) -> None:
+        nonlocal last
+        wrote(max(0, done - last))
+        last = max(last, done)
+        report(done)
+
     digest = download(files.repo, files.revision, remote.name, target,
                       size=remote.size, sha256=remote.sha256, on_progress=on_progress)
     return FileEntry(name=remote.name, size=remote.size, sha256=digest)
 
 
-def _check_disk(folder: Path, wanted: list[RemoteFile]) -> None:
-    needed = sum(f.size - present_bytes(folder / f.name) for f in wanted)
-    free = shutil.disk_usage(folder).free
-    if needed > free:
-        raise StoreError(f"this pull needs {needed / 1e6:,.0f} MB more but {folder} has {free / 1e6:,.0f} MB free; "
-                         f"{_MAKE_ROOM}")
+class _DiskReservations:
+    """The bytes this process's pulls under way have still to write: each pull's disk check counts the
+    others' (parallel pulls, each checked alone, overfilled the disk)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._left: dict[int, int] = {}
+
+    @contextmanager
+    def reserve(self, folder: Path, wanted: list[RemoteFile]) -> Iterator[Callable[[int], None]]:
+        """Check that `wanted` fits beside the other pulls, and hold its bytes until the pull ends; yields
+        the callable that the pull tells the bytes it wrote."""
+        needed = sum(f.size - present_bytes(folder / f.name) for f in wanted)
+        with self._lock:
+            others = sum(self._left.values())
+            free = shutil.disk_usage(folder).free - others
+            if needed > free:
+                raise StoreError(f"this pull needs {needed / 1e6:,.0f} MB more but {folder} has {max(free, 0) / 1e6:,.0f} "
+                                 f"MB free{' beside the pulls under way' if others else ''}; {_MAKE_ROOM}")
+            key = id(wanted)
+            self._left[key] = needed
+
+        def wrote(count: int) -> None:
+            with self._lock:
+                self._left[key] = max(0, self._left[key] - count)
+
+        try:
+            yield wrote
+        finally:
+            with self._lock:
+                del self._left[key]
+
+
+_DISK = _DiskReservations()
 
 
 def _disk_error(folder: Path, exc: OSError) -> StoreError:

@@ -23,17 +23,19 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError, shutting_down
-from nexa.runtime import memory
+from nexa.runtime import context, memory
 from nexa.runtime.accelerators import Accelerator, accelerators
 from nexa.runtime.memory import Footprint, gib
 from nexa.runtime.runtimes import resolve as resolve_runtime
 from nexa.runtime.speculative import draft_fields
 from nexa.runtime.worker import Worker
-from nexa.store import Manifest, ModelRef, Store
+from nexa.store import Manifest, ModelRef, ModelType, Store
+from nexa.store.gguf_meta import read_shape
 
 log = logging.getLogger("nexa.manager")
 
@@ -52,13 +54,28 @@ RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
+# llama-server's default host RAM for prompt caches (--cache-ram 8192): nexa's default never takes more.
+PROMPT_CACHE_CAP = 8 * memory.GIB
 # llama.cpp's ngl: -1 lets it offload as many layers as fit; -2 is all of them, whatever they need.
 AUTO_LAYERS = -1
+
+
+def _weights(manifest: Manifest, quant: str) -> int:
+    """Bytes of the files a load maps: the quant's shards and the projector."""
+    return manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
 
 
 def backoff(failures: int) -> float:
     """Seconds to wait before the next try after `failures` in a row: 0, 1, 2, 4 ... 60."""
     return 0.0 if failures <= 1 else min(MAX_BACKOFF, 2.0 ** (failures - 2))
+
+
+class Plan(NamedTuple):
+    """How a model would load: its spec, its estimated footprint, and the GPUs its runtime sees (name -> bytes)."""
+
+    spec: WorkerSpec
+    need: Footprint
+    gpus: dict[str, int]
 
 
 @dataclass(eq=False)  # identity: one worker, kept in sets
@@ -227,8 +244,15 @@ class ModelManager:
 
     def device_budgets(self) -> dict[str, int]:
         """Bytes models may take on each GPU a runtime reported: --device-memory-budget, else 90% of it."""
+        return self._budgets_for(self._device_sizes)
+
+    def _budgets_for(self, sizes: Mapping[str, int]) -> dict[str, int]:
         fixed = self.settings.device_memory_budget
-        return {name: memory.device_budget(size, fixed) for name, size in self._device_sizes.items()}
+        return {name: memory.device_budget(size, fixed) for name, size in sizes.items()}
+
+    def _gpu_sizes(self, runtime: str) -> dict[str, int]:
+        """The GPUs `runtime` sees: name -> bytes (asked once per runtime; may start a process: off the loop)."""
+        return {gpu.name: gpu.total for gpu in self._gpus(runtime)}
 
     def memory_used(self) -> Footprint:
         """What models hold (loaded or still closing) and loads under way have reserved, in RAM and per GPU."""
@@ -238,28 +262,77 @@ class ModelManager:
     def _places_used(self) -> int:
         return len(self._loaded) + len(self._retiring) + len(self._reserved)
 
-    def ctx_for(self, manifest: Manifest, quant: str) -> int:
-        """Context tokens per slot of `manifest:quant`, its --model-option included."""
-        return self.settings.options_for(manifest.name, quant).ctx or self.settings.ctx
+    def planned_context(self, manifest: Manifest, quant: str) -> int:
+        """The context `manifest:quant` gets: its loaded worker's, else what a load would give it now (see
+        spec(): call it off the event loop)."""
+        model = self._loaded.get(f"{manifest.name}:{quant}")
+        return model.spec.ctx if model is not None else self.spec(manifest, quant).ctx
+
+    async def context_for(self, manifest: Manifest, quant: str) -> int:
+        """planned_context(), from the event loop."""
+        model = self._loaded.get(f"{manifest.name}:{quant}")
+        if model is not None:
+            return model.spec.ctx
+        return await asyncio.to_thread(self.planned_context, manifest, quant)
 
     def spec(self, manifest: Manifest, quant: str) -> WorkerSpec:
-        """How `manifest:quant` would be started: serve-wide settings with its --model-option overrides."""
+        """How `manifest:quant` would be started: serve-wide settings with its --model-option overrides. Its
+        context is --ctx / ctx= when set, else fitted to its budgets (nexa.runtime.context); that reads the GGUF
+        header and asks the runtime for its GPUs, so call it off the event loop."""
         folder = self.store.model_dir(manifest.name)
         options = self.settings.options_for(manifest.name, quant)
-        return WorkerSpec(
+        ctx = options.ctx or self.settings.ctx
+        spec = WorkerSpec(
             model_path=str(manifest.quants[quant].files[0].location(folder)),
             mmproj_path=str(manifest.mmproj.location(folder)) if manifest.mmproj else None,
             model_type=manifest.model_type,
             alias=f"{manifest.name}:{quant}",
-            ctx=self.ctx_for(manifest, quant),
+            ctx=ctx or context.FALLBACK,
             parallel=options.parallel or self.settings.parallel,
             threads=options.threads or self.settings.threads,
             ngl=self.settings.ngl if options.ngl is None else options.ngl,
+            kv_cache_type=options.kv_cache_type or self.settings.kv_cache_type,
             reasoning_format=self.settings.reasoning_format,
             runtime=resolve_runtime(self.settings.runtime_for(manifest.name, quant), self.settings.datadir),
             api_key=Worker.new_api_key(),
             **draft_fields(self.store, options.draft),
         )
+        weights = _weights(manifest, quant)
+        if not ctx:
+            spec = spec.model_copy(update={"ctx": self._fit_context(spec, weights)})
+        return spec.model_copy(update={"prompt_cache_mib": self._prompt_cache_mib(spec, weights)})
+
+    def _fit_context(self, spec: WorkerSpec, weights: int) -> int:
+        """The trained context of `spec`'s model, lowered as far as its RAM and GPU budgets need."""
+        shape = read_shape(spec.model_path)
+        trained = shape.n_ctx_train if shape is not None and shape.n_ctx_train else context.FALLBACK
+        if spec.model_type in (ModelType.embedder, ModelType.reranker):
+            trained = min(trained, context.RETRIEVAL_CAP)
+        sizes = self._gpu_sizes(spec.runtime)
+        return context.fit_context(
+            trained, lambda ctx: self._estimate(spec.model_copy(update={"ctx": ctx}), weights, sizes),
+            self.memory_budget, self._budgets_for(sizes),
+        )
+
+    def _prompt_cache_mib(self, spec: WorkerSpec, weights: int) -> int:
+        """--prompt-cache if set; else room for one full context's KV cache (up to llama-server's 8 GiB), out of
+        what the memory budget leaves once the model and its context are counted: the context comes first."""
+        if self.settings.prompt_cache is not None:
+            return int(self.settings.prompt_cache) // memory.MIB
+        shape = read_shape(spec.model_path)
+        if shape is None:
+            return 0
+        room = self.memory_budget - self._estimate(spec, weights, self._gpu_sizes(spec.runtime)).ram
+        return max(0, min(shape.kv_bytes_per_token(spec.kv_cache_type) * spec.ctx, PROMPT_CACHE_CAP, room)) // memory.MIB
+
+    def plan(self, manifest: Manifest, quant: str) -> Plan:
+        """How a load of `manifest:quant` would start and what it would hold, estimated (off the event loop)."""
+        spec = self.spec(manifest, quant)
+        sizes = self._gpu_sizes(spec.runtime)
+        need = self._estimate(spec, _weights(manifest, quant), sizes)
+        if spec.ngl == AUTO_LAYERS:  # the engine picks the GPU layers (its --fit): what does not fit stays in RAM
+            need = memory.fit_devices(need, self._budgets_for(sizes))
+        return Plan(spec, need, sizes)
 
     # ------------------------------------------------------------------ leasing
 
@@ -344,17 +417,12 @@ class ModelManager:
     # ------------------------------------------------------------------ loading
 
     async def _load(self, model_id: str, manifest: Manifest, quant: str) -> LoadedModel:
-        spec = self.spec(manifest, quant)
-        weights = manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
-        gpus = await asyncio.to_thread(self._gpus, spec.runtime)  # asks the runtime once: off the loop
-        sizes = {gpu.name: gpu.total for gpu in gpus}
+        spec, need, sizes = await asyncio.to_thread(self.plan, manifest, quant)
         self._device_sizes.update(sizes)
-        need = await asyncio.to_thread(self._estimate, spec, weights, sizes)
-        if spec.ngl == AUTO_LAYERS:  # the engine picks the GPU layers (its --fit): what does not fit stays in RAM
-            need = memory.fit_devices(need, self.device_budgets())
         await self._admit(model_id, need)
         worker = self._worker_factory(spec)
-        log.info("loading %s (about %s)", model_id, need.describe())
+        log.info("loading %s (about %s; context %d tokens, %s KV cache)", model_id, need.describe(), spec.ctx,
+                 spec.kv_cache_type)
         started = time.monotonic()
         try:
             await worker.start(self.settings.load_timeout)
@@ -412,7 +480,7 @@ class ModelManager:
 
     def _check_whole_budgets(self, model_id: str, need: Footprint) -> None:
         """A model larger than a whole budget can never load: say so at once, with the fix."""
-        smaller = f"give it a smaller context (--model-option {model_id}:ctx=2048,parallel=1)"
+        smaller = f"give it a smaller context (--model-option {model_id}:ctx=2048 or kv_cache_type=q8_0)"
         if need.ram > self.memory_budget:
             raise Overloaded(
                 f"model '{model_id}' needs about {gib(need.ram)} of RAM, more than the whole memory budget of "

@@ -27,6 +27,9 @@ PROCESS_BASELINE = 96 * MIB
 DEVICE_SHARE = 0.9
 _UBATCH = 512  # llama.cpp's default micro-batch: the compute buffer holds logits for that many tokens
 _LOGIT_BYTES = 4
+# The compute buffer also holds the attention mask: f16, a row per micro-batch token over the whole context
+# (measured: 130 MiB of a tiny model's 131,072-token context, 34 MiB at 32,768).
+_MASK_BYTES = 2
 
 
 @dataclass(frozen=True)
@@ -69,25 +72,25 @@ def total(footprints: Iterable[Footprint]) -> Footprint:
 
 
 def estimate(spec: WorkerSpec, weight_bytes: int, accelerators: Mapping[str, int]) -> Footprint:
-    """What the worker will hold: weights (model, projector, draft model) + KV cache for ctx x parallel +
-    compute + process. With accelerators (name -> total bytes, as the runtime reports them), the offloaded
-    share (spec.ngl of the model's layers; all for -1) goes to them in proportion to their size, as
+    """What the worker will hold: weights (model, projector, draft model) + the KV cache of ctx tokens (one,
+    shared by the slots; its element type counted) + compute + process + the prompt cache in host RAM. With accelerators (name -> total
+    bytes, as the runtime reports them), the offloaded share (spec.ngl of the model's layers; all for -1) goes to them in proportion to their size, as
     llama.cpp's layer split does.
 
     `weight_bytes` is the sum of the files' sizes (all shards and the projector), from the manifest.
     """
     draft = file_size(spec.draft_model_path)
     shape = read_shape(spec.model_path)
+    host = PROCESS_BASELINE + spec.prompt_cache_mib * MIB  # never offloaded
     if shape is None:
-        return Footprint(weight_bytes + draft + PROCESS_BASELINE)
-    tokens = spec.ctx * spec.parallel
-    kv = shape.kv_bytes_per_token() * tokens
+        return Footprint(weight_bytes + draft + host)
+    kv = shape.kv_bytes_per_token(spec.kv_cache_type) * spec.ctx
     draft_shape = read_shape(spec.draft_model_path) if spec.draft_model_path else None
-    draft_kv = draft_shape.kv_bytes_per_token() * tokens if draft_shape else 0
-    compute = shape.n_vocab * _UBATCH * _LOGIT_BYTES
+    draft_kv = draft_shape.kv_bytes_per_token() * spec.ctx if draft_shape else 0  # the draft's stays f16
+    compute = shape.n_vocab * _UBATCH * _LOGIT_BYTES + spec.ctx * _UBATCH * _MASK_BYTES
     engine = weight_bytes + kv + compute + draft + draft_kv
     on_devices = int(engine * offloaded_share(spec.ngl, shape.n_layer)) if accelerators else 0
-    return Footprint(engine - on_devices + PROCESS_BASELINE, _spread(on_devices, accelerators))
+    return Footprint(engine - on_devices + host, _spread(on_devices, accelerators))
 
 
 def offloaded_share(ngl: int, n_layer: int) -> float:
@@ -139,13 +142,14 @@ class LoadReport:
         if "buffer size" in line and (found := _BUFFER.search(line)):
             self._buffers[device_of(found.group(1))] += float(found.group(2))
 
-    def footprint(self, projector_bytes: int = 0) -> Footprint | None:
+    def footprint(self, projector_bytes: int = 0, prompt_cache: int = 0) -> Footprint | None:
         """What the worker holds, or None if the engine reported nothing (an older or quieter build).
-        The projector's buffers are not itemised: it sits where most of the model went (mmproj offload)."""
+        The projector's buffers are not itemised: it sits where most of the model went (mmproj offload). The
+        prompt cache in host RAM fills as prompts leave their slots: counted at its limit from the start."""
         if not self._buffers:
             return None
         devices = {name: int(mib * MIB) for name, mib in self._buffers.items() if name}
-        ram = int(self._buffers.get(None, 0.0) * MIB) + PROCESS_BASELINE
+        ram = int(self._buffers.get(None, 0.0) * MIB) + PROCESS_BASELINE + prompt_cache
         if devices:
             busiest = max(devices, key=devices.__getitem__)
             devices[busiest] += projector_bytes

@@ -11,12 +11,13 @@ import secrets
 import signal
 import sys
 from collections import deque
+from collections.abc import AsyncIterator
 
 import httpx
 
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed
-from nexa.runtime.memory import Footprint, LoadReport, file_size
+from nexa.runtime.memory import MIB, Footprint, LoadReport, file_size
 
 log = logging.getLogger("nexa.worker")
 
@@ -27,6 +28,31 @@ _LOG_LINE = re.compile(r"\s*\d+(?:\.\d+)+ ([A-Z]) (.*)")
 # (each buffer's size) comes before it.
 _LISTENING = "listening on http"
 _REPORT_WAIT = 2.0
+# Bytes of one engine log line kept: at verbosity 4 an engine logs a request's whole prompt and grammar on
+# one line, and asyncio's readline gives up for good on a line over 64 KiB.
+LINE_CAP = 8 * 1024
+_CHUNK = 64 * 1024
+
+
+async def log_lines(stream: asyncio.StreamReader, cap: int = LINE_CAP) -> AsyncIterator[str]:
+    """The stream's lines, read in chunks, each cut to `cap` bytes (saying how much was cut): a line of
+    any length costs the router `cap` bytes and never stops the reading."""
+    line, cut = bytearray(), 0
+    while chunk := await stream.read(_CHUNK):
+        *ended, rest = chunk.split(b"\n")
+        for piece in ended:
+            yield _decoded(line + piece[: cap - len(line)], cut + max(0, len(piece) - (cap - len(line))))
+            line, cut = bytearray(), 0
+        room = cap - len(line)
+        line += rest[:room]
+        cut += max(0, len(rest) - room)
+    if line or cut:
+        yield _decoded(line, cut)
+
+
+def _decoded(line: bytes, cut: int) -> str:
+    text = line.decode(errors="replace").rstrip()
+    return f"{text} [... {cut} more bytes]" if cut else text
 
 
 def engine_error(line: str) -> str | None:
@@ -130,8 +156,7 @@ class Worker:
 
     async def _drain_stderr(self) -> None:
         assert self._process and self._process.stderr
-        async for raw in self._process.stderr:
-            line = raw.decode(errors="replace").rstrip()
+        async for line in log_lines(self._process.stderr):
             self._stderr_tail.append(line)
             if self._first_error is None:
                 self._first_error = engine_error(line)
@@ -143,7 +168,7 @@ class Worker:
 
     def footprint(self) -> Footprint | None:
         """What the loaded model holds in RAM and on each GPU, as its engine reported it; None if it did not."""
-        return self._report.footprint(file_size(self.spec.mmproj_path))
+        return self._report.footprint(file_size(self.spec.mmproj_path), self.spec.prompt_cache_mib * MIB)
 
     async def wait(self) -> int:
         """Wait for the process to exit; returns its exit code."""

@@ -9,13 +9,14 @@ import httpx
 from fastapi import FastAPI
 
 from nexa import __version__
-from nexa.compat.media import MediaPolicy
+from nexa.media.resolve import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
+from nexa.server.pull_pool import PullPool
 from nexa.server.response_store import ResponseStore
 from nexa.server import ui
-from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval, ollama, ollama_models
+from nexa.server.routes import admin, anthropic, audio, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
 from nexa.wire.openai import ChatCompletionChunk
 
@@ -36,6 +37,7 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
                 await manager.start()
                 yield
             finally:
+                app.state.pulls.close()
                 await manager.close()
 
     app = FastAPI(
@@ -47,11 +49,12 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)
     app.state.responses = ResponseStore(manager.settings.responses_store)
+    app.state.pulls = PullPool()
     errors.install(app)
     app.add_middleware(JSONBodyByDefault)
     security.install(app, manager.settings, public=ui.public_paths() if manager.settings.ui else frozenset())
     metrics.install(app, manager)
-    for module in (health, models, generate, retrieval, admin, anthropic, responses, ollama, ollama_models):
+    for module in (health, models, generate, audio, retrieval, admin, anthropic, responses, ollama, ollama_models):
         app.include_router(module.router)
     llama_router.install(app, manager)
     if manager.settings.ui:

@@ -1,5 +1,6 @@
-"""Request bodies: JSON whatever their Content-Type (curl one-liners send -d as a form), never a lone
-UTF-16 surrogate in any string of any dialect, and a way for the relay to notice a client that left."""
+"""Request bodies: JSON whatever their Content-Type when no web page sent them (curl one-liners send -d
+as a form), never a lone UTF-16 surrogate in any string of any dialect, and a way for the relay to notice
+a client that left."""
 
 from __future__ import annotations
 
@@ -51,9 +52,9 @@ def surrogate_path(data: Any) -> str | None:
 
 
 class JSONBodyByDefault:
-    """Pure ASGI middleware (no buffering): rewrites a missing or form Content-Type to application/json,
-    refuses JSON bodies with a lone surrogate (400 naming the field), and makes the connection's `receive`
-    available to `unless_client_leaves`."""
+    """Pure ASGI middleware (no buffering): rewrites a missing or form Content-Type to application/json
+    (not for a browser's request, which has an Origin), refuses JSON bodies with a lone surrogate (400
+    naming the field), and makes the connection's `receive` available to `unless_client_leaves`."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -67,7 +68,9 @@ class JSONBodyByDefault:
             content_type = dict(scope["headers"]).get(b"content-type", b"")
             if not content_type.startswith(b"multipart/"):
                 receive = _checking_surrogates(receive)
-                if b"json" not in content_type:
+                # A browser sends text/plain cross-origin without asking first: pages must send JSON as JSON.
+                from_page = any(key == b"origin" for key, _ in scope["headers"])
+                if b"json" not in content_type and not from_page:
                     scope = dict(scope, headers=[*headers, (b"content-type", b"application/json")])
         token = _client_receive.set(receive)
         try:

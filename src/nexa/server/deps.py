@@ -7,7 +7,7 @@ from typing import Annotated
 import httpx
 from fastapi import Depends, Request
 
-from nexa.compat.media import MediaPolicy
+from nexa.media.resolve import MediaPolicy
 from nexa.runtime import ModelManager
 from nexa.server.response_store import ResponseStore
 

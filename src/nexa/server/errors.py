@@ -86,23 +86,38 @@ def error_body(message: str, type_: str, param: str | None = None, code: str | i
     return {"error": {"message": message, "type": type_, "param": param, "code": None if code is None else str(code)}}
 
 
+def shaped_error(status: int, message: str, type_: str, param: str | None = None, code: str | None = None,
+                 path: str = "") -> dict:
+    """The error body in the shape of the dialect that serves `path` (OpenAI's when none other does)."""
+    body = error_body(clip(message, MAX_MESSAGE), type_, param, code)
+    own = dialect(path)
+    return body if own is None else own.shape(status, body)
+
+
 def error_response(
     status: int, message: str, type_: str, param: str | None = None, code: str | None = None, *, path: str = ""
 ) -> JSONResponse:
-    """The error in the shape of the dialect that serves `path` (OpenAI's when none other does)."""
-    body = error_body(clip(message, MAX_MESSAGE), type_, param, code)
-    own = dialect(path)
-    response = JSONResponse(body if own is None else own.shape(status, body), status_code=status)
+    """The error as a response in the shape of the dialect that serves `path`."""
+    response = JSONResponse(shaped_error(status, message, type_, param, code, path), status_code=status)
     if status == 503:
         response.headers["Retry-After"] = str(RETRY_AFTER)
     return response
 
 
-def nexa_error_response(exc: NexaError, path: str = "") -> JSONResponse:
+def _status(exc: NexaError) -> tuple[int, str]:
     if isinstance(exc, EngineRefused):
-        status, type_ = exc.status, exc.type
-    else:
-        status, type_ = next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "server_error"))
+        return exc.status, exc.type
+    return next((STATUS[cls] for cls in type(exc).__mro__ if cls in STATUS), (500, "server_error"))
+
+
+def nexa_error_body(exc: NexaError, path: str = "") -> dict:
+    """`exc` as the error body of the dialect that serves `path`: what a stream that fails midway sends."""
+    status, type_ = _status(exc)
+    return shaped_error(status, exc.message, type_, exc.param, exc.code, path)
+
+
+def nexa_error_response(exc: NexaError, path: str = "") -> JSONResponse:
+    status, type_ = _status(exc)
     response = error_response(status, exc.message, type_, exc.param, exc.code, path=path)
     if isinstance(exc, Overloaded) and exc.retry_after is not None:
         response.headers["Retry-After"] = str(exc.retry_after)

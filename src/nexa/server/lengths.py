@@ -25,7 +25,7 @@ from nexa.compat.retrieval import (
 from nexa.errors import InvalidRequest, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.runtime.worker import Worker
-from nexa.server.relay import call, gather_limited
+from nexa.server.relay import call, engine_refusal, gather_limited
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,18 @@ async def input_limits(client: httpx.AsyncClient, lease: Lease) -> InputLimits:
 
 async def tokenize(client: httpx.AsyncClient, lease: Lease, text: str, special: bool = True) -> list[int]:
     return (await _answer(client, lease, "POST", "/tokenize", {"content": text, "add_special": special}))["tokens"]
+
+
+async def prompt_tokens(client: httpx.AsyncClient, lease: Lease, body: dict) -> int:
+    """The tokens of a chat body's prompt as the model's own template and tokenizer make them (Anthropic's
+    count_tokens, Responses' input_tokens); the lease is released when they are counted."""
+    try:
+        rendered = await call(client, lease, "POST", "/apply-template", body)
+        if rendered.status_code >= 400:
+            raise engine_refusal(rendered.status_code, rendered.content)
+        return len(await tokenize(client, lease, rendered.json()["prompt"]))
+    finally:
+        lease.release()
 
 
 async def fit_inputs(

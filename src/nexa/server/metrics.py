@@ -34,6 +34,7 @@ class RequestRecord:
     model: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    audio_seconds: float = 0.0
 
 
 _current: ContextVar[RequestRecord | None] = ContextVar("nexa_request_record", default=None)
@@ -43,6 +44,13 @@ def note_model(model_id: str) -> None:
     record = _current.get()
     if record is not None:
         record.model = model_id
+
+
+def note_audio(seconds: float) -> None:
+    """Record seconds of audio transcribed."""
+    record = _current.get()
+    if record is not None:
+        record.audio_seconds += seconds
 
 
 def note_usage(usage: Any) -> None:
@@ -76,6 +84,9 @@ class Metrics:
         self.generated_tokens = Counter(
             "nexa_generated_tokens", "Tokens generated, from the engine's usage.", ["model"], registry=self.registry
         )
+        self.audio_seconds = Counter(
+            "nexa_audio_seconds", "Seconds of audio transcribed or translated.", ["model"], registry=self.registry
+        )
         self.registry.register(ModelCollector(manager))
 
     def observe(self, route: str, status: int, record: RequestRecord, elapsed: float, first_event: float | None) -> None:
@@ -87,6 +98,8 @@ class Metrics:
         if model:
             self.prompt_tokens.labels(model).inc(record.prompt_tokens)
             self.generated_tokens.labels(model).inc(record.completion_tokens)
+            if record.audio_seconds:
+                self.audio_seconds.labels(model).inc(record.audio_seconds)
 
 
 class ModelCollector(Collector):

@@ -4,6 +4,7 @@ records on the /models/sse feed. The pull itself is `nexa pull --yes` (nexa.hub.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING
 from nexa.errors import NexaError
 from nexa.hub.auto import pull_named
 from nexa.server.model_feed import ModelFeed, record
+from nexa.server.pull_pool import PullPool
 from nexa.store import ModelRef, Store
 
 if TYPE_CHECKING:
@@ -61,9 +63,10 @@ class _FeedEvents:
 class PullJobs:
     """The pulls under way, by repo: a second POST for a repo being pulled is refused, not raced."""
 
-    def __init__(self, store: Store, feed: ModelFeed):
+    def __init__(self, store: Store, feed: ModelFeed, pulls: PullPool):
         self._store = store
         self._feed = feed
+        self._pulls = pulls
         self._jobs: dict[str, asyncio.Task[None]] = {}
 
     def running(self, ref: ModelRef) -> bool:
@@ -80,7 +83,7 @@ class PullJobs:
         loop = asyncio.get_running_loop()
         events = _FeedEvents(name, lambda data: loop.call_soon_threadsafe(self._feed.publish, data))
         try:
-            await asyncio.to_thread(pull_named, self._store, ref, events)
+            await self._pulls.run(ref.repo, functools.partial(pull_named, self._store, ref), events)
         except Exception as exc:  # noqa: BLE001 - nobody awaits this task: the feed is the only report
             message = exc.message if isinstance(exc, NexaError) else "the pull failed; the server log has details"
             if not isinstance(exc, NexaError):

@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
+from contextlib import aclosing
 from typing import Any, TypeVar
 
 import httpx
-from fastapi.responses import Response, StreamingResponse
+from fastapi.responses import Response
 
+from nexa.compat.translator import Translator
 from nexa.errors import EngineRefused, WorkerCrashed
 from nexa.runtime import Lease
 from nexa.server.body import unless_client_leaves
 from nexa.server.collect import Collector
-from nexa.server.errors import error_body
 from nexa.server.metrics import note_model, note_usage
+from nexa.server.stream import ENGINE, respond, sse_data
 
-log = logging.getLogger("nexa.relay")
 
 _HINTS = {
-    "exceed_context_size_error": "; shorten the prompt or lower max_tokens, or start nexa serve with a larger --ctx",
+    "exceed_context_size_error": "; shorten the prompt or lower max_tokens, or give the model more context: "
+    "nexa serve --ctx N or --model-option NAME:ctx=N (with a larger --memory-budget if it needs one), or "
+    "--kv-cache-type q8_0 to fit about twice the context in the same memory",
 }
 
 
@@ -117,6 +119,15 @@ async def gather_limited(awaitables: Iterable[Awaitable[T]], limit: int = FAN_OU
     return list(await asyncio.gather(*(one(a) for a in awaitables)))
 
 
+async def post_all(client: httpx.AsyncClient, lease: Lease, path: str, bodies: list[dict[str, Any]]) -> list[bytes]:
+    """Each body's answer, a few at a time (`gather_limited`), in order; the first engine refusal is raised."""
+    replies = await gather_limited(call(client, lease, "POST", path, body) for body in bodies)
+    for reply in replies:
+        if reply.status_code >= 400:
+            raise engine_refusal(reply.status_code, reply.content)
+    return [reply.content for reply in replies]
+
+
 async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
     """A non-streamed generation; the lease is released when the answer is in."""
     answer = await fetch_json(client, lease, path, body)
@@ -124,8 +135,9 @@ async def post_json(client: httpx.AsyncClient, lease: Lease, path: str, body: di
 
 
 async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], requested: str) -> Response:
-    """Open a streaming request. Errors before the first byte are plain HTTP errors; after it,
-    a final `data: {"error": ...}` event. Closing the client's connection cancels the generation.
+    """Open a streaming request whose answer goes to the client as the engine wrote it. Errors before the
+    first byte are plain HTTP errors; after it, a final `data: {"error": ...}` event (nexa.server.stream).
+    Closing the client's connection cancels the generation.
 
     Usage is always asked of the engine, for the token metrics, and dropped again when the client
     did not ask for it."""
@@ -133,31 +145,24 @@ async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: 
     wants_usage = bool(options.get("include_usage"))
     body = {**body, "stream_options": {**options, "include_usage": True}}
     upstream = await _open_stream(client, lease, path, body)
-    rename = ModelRenamer(lease.model.id, requested)
-    return StreamingResponse(
-        _events(upstream, lease, rename, wants_usage),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return respond(_lines(upstream, lease), Relayed(ModelRenamer(lease.model.id, requested), wants_usage), ENGINE, path)
 
 
-async def _events(upstream: httpx.Response, lease: Lease, rename: ModelRenamer, wants_usage: bool) -> AsyncIterator[bytes]:
-    try:
-        async for line in upstream.aiter_lines():
-            if line and _USAGE_KEY in line:
-                note_usage(_usage(line))
-                line = line if wants_usage else _without_usage(line)
-            if line:
-                yield rename(line.encode()) + b"\n\n"
-    except httpx.HTTPError as exc:
-        crashed = _crashed(lease, exc)
-        log.warning("%s", crashed.message)
-        yield b"data: " + json.dumps(error_body(crashed.message, "worker_error", code=crashed.code)).encode() + b"\n\n"
-    finally:
-        try:
-            await upstream.aclose()  # on a client disconnect this closes the engine's connection: it stops
-        finally:
-            lease.release()
+class Relayed(Translator):
+    """The engine's own events passed on as its bytes: only `model` renamed, and the usage dropped where the
+    client did not ask for it. Only a line that holds usage is parsed."""
+
+    def __init__(self, rename: ModelRenamer, wants_usage: bool):
+        self._rename, self._wants_usage = rename, wants_usage
+
+    def feed(self, line: str) -> list[bytes]:
+        if _USAGE_KEY in line:
+            note_usage(_usage(line))
+            line = line if self._wants_usage else _without_usage(line)
+        return [self._rename(line.encode()) + b"\n\n"] if line else []
+
+    def fail(self, body: dict[str, Any]) -> list[bytes]:
+        return [sse_data(body)]
 
 
 def _without_usage(line: str) -> str:
@@ -229,9 +234,26 @@ async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body:
     return upstream
 
 
-async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
+async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[str]:
+    """The engine's stream, line by line (blank lines left out); a broken connection is WorkerCrashed.
+    Closing it (the client left) closes the engine's connection, which stops the generation; either
+    way the lease is released."""
     try:
         async for line in upstream.aiter_lines():
+            if line:
+                yield line
+    except httpx.HTTPError as exc:
+        raise _crashed(lease, exc) from exc
+    finally:
+        try:
+            await upstream.aclose()
+        finally:
+            lease.release()
+
+
+async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
+    async with aclosing(_lines(upstream, lease)) as lines:
+        async for line in lines:
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             chunk = json.loads(line[len("data: "):])
@@ -241,10 +263,3 @@ async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterato
             if chunk.get("usage"):
                 note_usage(chunk["usage"])
             yield chunk
-    except httpx.HTTPError as exc:
-        raise _crashed(lease, exc) from exc
-    finally:
-        try:
-            await upstream.aclose()
-        finally:
-            lease.release()

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from nexa.compat.responses import as_input
 from nexa.errors import InvalidRequest
-from nexa.wire.responses import InputItem, Response
+from nexa.wire.responses import InputItem, ReasoningItem, Response
 
 # Bodies can carry base64 images: a few hundred MiB of them is plenty of history.
 MAX_BYTES = 256 * 1024 * 1024
@@ -19,7 +19,14 @@ MAX_BYTES = 256 * 1024 * 1024
 class StoredResponse:
     items: list[InputItem]  # the whole input it answered, its own history included
     response: Response
-    size: int  # bytes it is counted for: its request body and its output
+    size: int  # bytes it is counted for: its items' JSON (history included) and its output's
+
+
+def _kept(item: InputItem) -> InputItem:
+    """`item` as stored: without what the engine never sees (a reasoning item's encrypted_content)."""
+    if isinstance(item, ReasoningItem) and item.encrypted_content is not None:
+        return item.model_copy(update={"encrypted_content": None})
+    return item
 
 
 class ResponseStore:
@@ -32,9 +39,18 @@ class ResponseStore:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def put(self, items: list[InputItem], response: Response, request_bytes: int) -> None:
-        """Keep `response`, dropping the least recently used ones over the limits."""
-        entry = StoredResponse(items, response, request_bytes + len(response.model_dump_json()))
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    def put(self, history: tuple[list[InputItem], int], items: list[InputItem], response: Response) -> None:
+        """Keep `response` to the conversation `history` (its items and their size, from `history_of`) and the
+        request's own `items`, counted by what is kept (not by the request's size: a chunked body has none),
+        dropping the least recently used responses over the limits."""
+        earlier, earlier_bytes = history
+        kept = [_kept(item) for item in items]
+        size = earlier_bytes + sum(len(item.model_dump_json()) for item in kept) + len(response.model_dump_json())
+        entry = StoredResponse([*earlier, *kept], response, size)
         self.delete(response.id)
         self._entries[response.id] = entry
         self._bytes += entry.size
@@ -51,6 +67,13 @@ class ResponseStore:
 
     def history(self, response_id: str) -> list[InputItem]:
         """The conversation up to and including `response_id`'s output, as input items."""
+        return self.history_of(response_id)[0]
+
+    def history_of(self, response_id: str | None) -> tuple[list[InputItem], int]:
+        """The conversation up to and including `response_id`'s output, as input items, and the bytes they
+        are counted for; none for no id."""
+        if response_id is None:
+            return [], 0
         entry = self._entries.get(response_id)
         if entry is None:
             raise InvalidRequest(
@@ -59,7 +82,7 @@ class ResponseStore:
                 param="previous_response_id", code="previous_response_not_found",
             )
         self._entries.move_to_end(response_id)
-        return [*entry.items, *as_input(entry.response.output)]
+        return [*entry.items, *as_input(entry.response.output)], entry.size
 
     def delete(self, response_id: str) -> bool:
         entry = self._entries.pop(response_id, None)

@@ -1,7 +1,7 @@
 """Safe-by-default HTTP guards, as pure ASGI middleware so that streams pass through unbuffered.
 
 From the outside in: a Host-header check (DNS rebinding) when bound to loopback, CORS,
-the API-key check, and the request body limit. Each answers in the error shape of the path's dialect.
+the cross-site request check, the API-key check, and the request body limit. Each answers in the error shape of the path's dialect.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import re
+from collections.abc import Callable
 
 from fastapi import FastAPI
 from starlette.exceptions import HTTPException
@@ -31,6 +32,7 @@ def install(app: FastAPI, settings: Settings, public: frozenset[str] = frozenset
     if settings.api_keys:
         app.add_middleware(APIKeyCheck, keys=[key.get_secret_value() for key in settings.api_keys],
                            public=OPEN_PATHS | public)
+    app.add_middleware(CrossSiteCheck, origins=settings.origins, public=OPEN_PATHS | public)
     app.add_middleware(CORSMiddleware, **cors_options(settings.origins))
     if settings.loopback():
         app.add_middleware(LoopbackHostCheck, bound=settings.bind()[0])
@@ -46,6 +48,58 @@ def cors_options(origins: list[str]) -> dict:
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
+
+
+def origin_allowed(origins: list[str]) -> Callable[[str], bool]:
+    """Whether a browser page of an origin may call the server: the test CORS applies, as one predicate."""
+    if not origins:
+        local = re.compile(LOCAL_ORIGINS)
+        return lambda origin: local.fullmatch(origin) is not None
+    if "*" in origins:
+        return lambda origin: True
+    allowed = frozenset(o.rstrip("/") for o in origins)
+    return lambda origin: origin in allowed
+
+
+class CrossSiteCheck:
+    """CORS only hides answers: a page on any site can still make the browser send a simple request
+    (a `text/plain` POST, an `<img>` GET) and the route would run. So a request from a page whose origin
+    is not allowed (its `Origin`, or `Sec-Fetch-Site: cross-site` when it sends none) is refused before
+    any work, on every route but the `public` files a page may link to. Same-origin requests (the web UI,
+    whatever address it was opened at) always pass; requests from programs carry neither header."""
+
+    def __init__(self, app: ASGIApp, origins: list[str], public: frozenset[str] = OPEN_PATHS):
+        self.app = app
+        self._allowed = origin_allowed(origins)
+        self._public = public
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] != "OPTIONS" and not self._linkable(scope):
+            origin = _header(scope, b"origin")
+            if origin is not None:
+                refused = not self._same_origin(scope, origin) and not self._allowed(origin.decode("latin-1"))
+                shown = f"origin '{origin.decode('latin-1')[:100]}'"
+            else:
+                refused = (_header(scope, b"sec-fetch-site") or b"").strip().lower() == b"cross-site"
+                shown = "a cross-site page"
+            if refused:
+                response = error_response(
+                    403,
+                    f"a request from {shown} is refused: only the web UI and the origins given to nexa serve "
+                    "--origins (default: localhost pages) may call this server from a browser",
+                    "permission_error", code="origin_not_allowed", path=scope["path"],
+                )
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def _linkable(self, scope: Scope) -> bool:
+        return scope["method"] in ("GET", "HEAD") and scope["path"] in self._public
+
+    @staticmethod
+    def _same_origin(scope: Scope, origin: bytes) -> bool:
+        host = _header(scope, b"host")
+        return host is not None and origin.lower() == f"{scope.get('scheme', 'http')}://".encode() + host.lower()
 
 
 class LoopbackHostCheck:

@@ -15,7 +15,9 @@ from gguf import GGUFReader, GGUFValueType, LlamaFileType
 from nexa.errors import BadModelFile
 from nexa.store.manifest import ModelType
 
-_KV_BYTES = 2  # llama.cpp's default KV cache type is f16
+# Bytes per cached K or V element for each KV cache type llama.cpp offers: f16 is its default; q8_0 and q4_0
+# store blocks of 32 values with one f16 scale (34 and 18 bytes a block).
+KV_ELEMENT_BYTES = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}
 # llama.cpp's pooling types: 1 mean, 2 cls, 3 last, 4 rank.
 _POOLING_RANK = 4
 _EMBEDDING_ARCHS = {"bert", "nomic-bert", "nomic-bert-moe", "jina-bert-v2", "jina-bert-v3", "modern-bert", "neo-bert", "t5encoder"}
@@ -174,14 +176,19 @@ def _read_chat_template(path: str, mtime_ns: int) -> str | None:
     return template if isinstance(template, str) else None
 
 
+def file_version(path: str) -> int | None:
+    """The file's modification time (ns), which keys every header cache; None when it cannot be read."""
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def read_chat_template(path: str) -> str | None:
     """The chat template in a GGUF header, or None; cached per file version. The header is walked key by
     key without GGUFReader's vocabulary arrays (tens of ms, not seconds), but still call it off the event loop."""
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-    return _read_chat_template(path, mtime)
+    version = file_version(path)
+    return None if version is None else _read_chat_template(path, version)
 
 
 @dataclass(frozen=True)
@@ -194,11 +201,13 @@ class Shape:
     value_length: int
     n_vocab: int
     causal: bool  # encoder-only models (BERT) keep no KV cache
+    n_ctx_train: int | None = None  # the context it was trained for (`<arch>.context_length`)
 
-    def kv_bytes_per_token(self) -> int:
+    def kv_bytes_per_token(self, kv_type: str = "f16") -> int:
         if not self.causal:
             return 0
-        return self.n_layer * self.n_head_kv * (self.key_length + self.value_length) * _KV_BYTES
+        elements = self.n_layer * self.n_head_kv * (self.key_length + self.value_length)
+        return int(elements * KV_ELEMENT_BYTES[kv_type])
 
 
 def _value(reader: GGUFReader, key: str) -> Any:
@@ -232,16 +241,14 @@ def _read_shape(path: str, mtime_ns: int) -> Shape | None:
         value_length=int(_value(reader, f"{arch}.attention.value_length") or head_dim),
         n_vocab=len(tokens.data) if tokens is not None else 0,
         causal=True if causal is None else bool(causal),
+        n_ctx_train=_value(reader, f"{arch}.context_length"),
     )
 
 
 def read_shape(path: str) -> Shape | None:
     """The model's shape from its header, cached per file version; None when the header is unreadable."""
-    try:
-        mtime = os.stat(path).st_mtime_ns
-    except OSError:
-        return None
-    return _read_shape(path, mtime)
+    version = file_version(path)
+    return None if version is None else _read_shape(path, version)
 
 
 def open_reader(path: Path) -> GGUFReader:

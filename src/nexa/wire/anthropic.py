@@ -188,8 +188,10 @@ StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use"]
 
 
 class MessageUsage(BaseModel):
-    input_tokens: int
+    input_tokens: int = Field(description="Prompt tokens processed, as Anthropic counts them: those not read from cache.")
     output_tokens: int
+    cache_creation_input_tokens: int = 0
+    cache_read_input_tokens: int = Field(0, description="Prompt tokens the engine's prompt cache held already.")
 
 
 class MessageResponse(BaseModel):

@@ -7,7 +7,7 @@ below document them in /docs.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
@@ -23,6 +23,9 @@ ModelName = Field(
     json_schema_extra=name_schema(OLLAMA_NAME_PATTERN),
     description="org/repo[:QUANT], hf.co/org/repo[:QUANT]; no tag or :latest means the default quant.",
 )
+# Longest keep_alive string read: Go's longest duration, '2562047h47m16.854775807s', has 24 characters.
+MAX_DURATION = 64
+KeepAliveValue = float | Annotated[str, Field(max_length=MAX_DURATION)] | None
 KeepAlive = Field(
     None,
     description="Seconds (a number), a duration such as '5m' or '1h30m', 0 to unload after the request, "
@@ -75,7 +78,7 @@ class _Generation(_Request):
     stream: bool = Field(True, description="Newline-delimited JSON chunks (application/x-ndjson); false: one answer.")
     format: str | dict[str, Any] | None = Format
     options: Options | None = None
-    keep_alive: float | str | None = KeepAlive
+    keep_alive: KeepAliveValue = KeepAlive
     think: bool | str | None = Think
 
 
@@ -105,7 +108,7 @@ class EmbedRequest(_Request):
     truncate: bool = Field(True, description="Cut inputs longer than the context (false: refuse them).")
     dimensions: int | None = Field(None, description="Not supported: vectors keep the model's own size.")
     options: Options | None = None
-    keep_alive: float | str | None = KeepAlive
+    keep_alive: KeepAliveValue = KeepAlive
 
 
 class EmbeddingsRequest(_Request):
@@ -114,7 +117,7 @@ class EmbeddingsRequest(_Request):
     model: str = ModelName
     prompt: str = Field(min_length=1)
     options: Options | None = None
-    keep_alive: float | str | None = KeepAlive
+    keep_alive: KeepAliveValue = KeepAlive
 
 
 class ModelRequest(_Request):

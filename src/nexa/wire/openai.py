@@ -1,4 +1,5 @@
-"""Every request and response body of the HTTP API, as pydantic models (so /docs is the real API).
+"""OpenAI's request and response bodies as pydantic models (so /docs is the real API), and beside them the
+bases other dialects share (StrictBase, the sampling fields) and nexa's own admin and model-card types.
 
 Sampling fields are defined once as Annotated aliases and shared by chat and
 text completions. Unknown fields are ignored, as OpenAI clients send new ones.
@@ -384,6 +385,10 @@ class ModelCard(BaseModel):
     )
     status: ModelStatus = Field(description="llama-server's router form of its state, which the web UI reads.")
     architecture: ModelArchitecture = Field(description="Its input modalities, as the web UI reads them.")
+    context_length: int | None = Field(
+        None, description="Context tokens it gets (one request may use all of them): its worker's when loaded, "
+        "else what a load would give it now; null when that cannot be worked out (a draft model not pulled).",
+    )
 
 
 class ModelList(BaseModel):
@@ -474,7 +479,7 @@ class RunningModel(BaseModel):
     device_memory: dict[str, int] = Field(
         default_factory=dict, description="Bytes it holds on each GPU (CUDA0 ...), as its engine reported; empty on CPU."
     )
-    ctx: int = Field(description="Context tokens per slot.")
+    ctx: int = Field(description="Context tokens, shared by its slots: one request may use all of them.")
     parallel: int = Field(description="Slots: requests it generates for at once.")
     slots_busy: int | None = Field(description="Slots generating now, as the engine reports; null if it did not answer.")
     in_flight: int = Field(description="Requests being served, queued ones included.")

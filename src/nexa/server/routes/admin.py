@@ -11,6 +11,7 @@ from nexa.errors import ModelNotFound
 from nexa.runtime.manager import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
+from nexa.store import facts
 from nexa.wire.openai import (
     LoadRequest,
     RunningModel,
@@ -75,7 +76,7 @@ async def unload(request: UnloadRequest, manager: Manager) -> UnloadResult:
             raise
         model_id = found[0].id
     else:
-        model_id = f"{manifest.name}:{quant}"
+        model_id = facts.model_id(manifest, quant)
     if model_id not in {m.id for m in manager.loaded()}:
         return UnloadResult(id=model_id, status="not_loaded")
     return UnloadResult(id=model_id, status="unloaded" if await manager.unload(model_id) else "unloading")

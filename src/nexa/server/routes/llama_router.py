@@ -17,7 +17,6 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from nexa import __version__
-from nexa.compat.tools import capabilities
 from nexa.errors import Forbidden, InvalidRequest, NexaError
 from nexa.runtime import ModelManager
 from nexa.server import relay
@@ -25,7 +24,9 @@ from nexa.server.deps import Manager, WorkerClient
 from nexa.server.errors import error_response
 from nexa.server.model_feed import UNLOADED, ModelFeed, architecture, record, states
 from nexa.server.pull_jobs import PullJobs
+from nexa.server.stream import event_stream
 from nexa.store import Manifest, ModelRef
+from nexa.store.facts import capabilities, model_id
 from nexa.wire.llama import (
     DownloadRequest,
     ModelRequest,
@@ -50,17 +51,13 @@ def install(app: FastAPI, manager: ModelManager) -> None:
     """The routes, the /models/sse feed and the UI's pulls."""
     feed = ModelFeed(manager)
     app.state.model_feed = feed
-    app.state.pull_jobs = PullJobs(manager.store, feed)
+    app.state.pull_jobs = PullJobs(manager.store, feed, app.state.pulls)
     app.state.background_loads = set()
     app.include_router(router)
 
 
 def _feed(request: Request) -> ModelFeed:
     return request.app.state.model_feed
-
-
-def _model_id(manifest: Manifest, quant: str) -> str:
-    return f"{manifest.name}:{quant}"
 
 
 def _is_loaded(manager: ModelManager, model_id: str) -> bool:
@@ -83,15 +80,15 @@ async def props(
             max_instances=manager.settings.max_loaded_models, build_info=f"nexa {__version__}, llama-ui {UI_BUILD}",
         ).model_dump()
     manifest, quant = manager.resolve(model)
-    model_id = _model_id(manifest, quant)
-    if autoload.lower() in ("false", "0") and not _is_loaded(manager, model_id):
-        raise InvalidRequest(f"model '{model_id}' is not loaded; load it with POST /models/load",
+    alias = model_id(manifest, quant)
+    if autoload.lower() in ("false", "0") and not _is_loaded(manager, alias):
+        raise InvalidRequest(f"model '{alias}' is not loaded; load it with POST /models/load",
                              param="model", code="model_not_loaded")
     async with await manager.acquire(manifest, quant) as lease:
         response = await relay.call(client, lease, "GET", "/props")
     if response.status_code >= 400:
         raise relay.engine_refusal(response.status_code, response.content)
-    return {**response.json(), "model_alias": model_id}
+    return {**response.json(), "model_alias": alias}
 
 
 # ---------------------------------------------------------------- /models
@@ -108,12 +105,12 @@ async def list_models(manager: Manager) -> RouterModelList:
         for manifest in store.list():
             folder = store.model_dir(manifest.name)
             for quant in sorted(manifest.quants):
-                model_id = _model_id(manifest, quant)
+                id_ = model_id(manifest, quant)
                 caps = capabilities(manifest, folder, quant)
                 out.append(RouterModel(
-                    id=model_id, owned_by=manifest.org, created=int(manifest.pulled_at.timestamp()),
+                    id=id_, owned_by=manifest.org, created=int(manifest.pulled_at.timestamp()),
                     path=str(manifest.quants[quant].files[0].location(folder)),
-                    status=now.get(model_id, UNLOADED).status(), architecture=architecture(caps), capabilities=caps,
+                    status=now.get(id_, UNLOADED).status(), architecture=architecture(caps), capabilities=caps,
                 ))
         return out
 
@@ -151,8 +148,7 @@ async def unload(body: ModelRequest, manager: Manager) -> Success:
 async def model_events(request: Request) -> StreamingResponse:
     """Server-sent events: each model's state now, then `model_status` as models load, unload and fail,
     and `download_progress`, `download_finished`, `download_failed`, `models_reload` for pulls."""
-    return StreamingResponse(_feed(request).listen(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return event_stream(_feed(request).listen())
 
 
 @router.post("/models", response_model=Success, responses={**_ERRORS, 409: {"model": ErrorResponse}})
@@ -175,16 +171,19 @@ async def pull(body: DownloadRequest, request: Request) -> Success | JSONRespons
 async def delete(
     request: Request, manager: Manager, model: Annotated[str, Query(max_length=256)],
 ) -> Success:
-    """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded."""
-    manifest, _ = manager.resolve(model)
+    """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded; a pull of
+    it under way stops (the web UI's cancel), leaving its partial files for the next pull to resume."""
     ref = ModelRef.parse(model)
-    gone = [_model_id(manifest, q) for q in manifest.quants if ref.quant in (None, q)]
+    if request.app.state.pulls.stop(ref.repo) and manager.store.get(ref.repo) is None:
+        return Success()
+    manifest, _ = manager.resolve(model)
+    gone = [model_id(manifest, q) for q in manifest.quants if ref.quant in (None, q)]
     for loaded in manager.loaded():
         if loaded.id in gone:
             await manager.unload(loaded.id)
     await asyncio.to_thread(manager.store.remove, ModelRef(manifest.name, ref.quant))
-    for model_id in gone:
-        _feed(request).publish(record(model_id, "model_remove"))
+    for gone_id in gone:
+        _feed(request).publish(record(gone_id, "model_remove"))
     return Success()
 
 
@@ -199,7 +198,7 @@ async def slots(
     if model is None:
         return []
     manifest, quant = manager.resolve(model)
-    if not _is_loaded(manager, _model_id(manifest, quant)):
+    if not _is_loaded(manager, model_id(manifest, quant)):
         return []
     async with await manager.acquire(manifest, quant) as lease:
         response = await relay.call(client, lease, "GET", "/slots")

@@ -7,14 +7,13 @@ path; answers stream as NDJSON (application/x-ndjson) unless `stream` is false. 
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import AsyncIterator
-from contextlib import aclosing
 from typing import Any
 
 import httpx
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse, Response, StreamingResponse
+from fastapi.responses import JSONResponse, Response
 
 from nexa.compat.ollama import (
     ChunkStream,
@@ -24,21 +23,17 @@ from nexa.compat.ollama import (
     generate_chat_request,
     generate_completion_request,
     keep_alive_seconds,
-    model_id,
-    ndjson,
     resolve,
-    store_name,
 )
-from nexa.compat.requests import completion_body
 from nexa.compat.retrieval import embedding_inputs
-from nexa.errors import InvalidRequest, NexaError
+from nexa.errors import InvalidRequest
 from nexa.runtime import Lease, ModelManager
-from nexa.server.chat import start_chat
+from nexa.server.chat import Target, resolve_for, start_chat, start_completion
 from nexa.server.deps import Manager, MediaRules, WorkerClient
-from nexa.server.errors import nexa_error_response
-from nexa.server.model_types import require_model_type
+from nexa.server.embed import embed as shared_embed
 from nexa.server.relay import fetch_json, open_chunks
-from nexa.server.routes.retrieval import embed as embed_inputs
+from nexa.server.stream import OLLAMA, respond
+from nexa.store.facts import model_id
 from nexa.wire.ollama import (
     ChatRequest,
     EmbeddingResponse,
@@ -62,8 +57,7 @@ async def chat(request: ChatRequest, manager: Manager, client: WorkerClient, med
     if not request.messages:
         return await _load_or_unload(manager, request.model, request.keep_alive, reply, "/api/chat")
     translated = chat_request(request)
-    resolve(manager.resolve, request.model)  # an unknown model gets Ollama's message
-    lease, body = await start_chat(translated, manager, media, route="/api/chat")
+    lease, body = await start_chat(translated, manager, media, _resolve("/api/chat", manager, request.model))
     return await _answer(client, lease, "/v1/chat/completions", body, reply, Clock(start, time.perf_counter_ns()),
                          request.stream, "/api/chat")
 
@@ -78,24 +72,24 @@ async def generate(request: GenerateRequest, manager: Manager, client: WorkerCli
         return await _load_or_unload(manager, request.model, request.keep_alive, reply, "/api/generate")
     if not request.raw:
         translated = generate_chat_request(request)
-        resolve(manager.resolve, request.model)
-        lease, body = await start_chat(translated, manager, media, route="/api/generate")
+        lease, body = await start_chat(translated, manager, media, _resolve("/api/generate", manager, request.model))
         path = "/v1/chat/completions"
     else:
         completion = generate_completion_request(request)
-        manifest, quant = resolve(manager.resolve, request.model)
-        require_model_type(manifest, "/api/generate")
-        body = completion_body(completion, manifest, manager.ctx_for(manifest, quant))
-        lease = await manager.acquire(manifest, quant, completion.keep_alive)
+        lease, body = await start_completion(completion, manager, _resolve("/api/generate", manager, request.model))
         path = "/v1/completions"
     return await _answer(client, lease, path, body, reply, Clock(start, time.perf_counter_ns()), request.stream,
                          "/api/generate")
 
 
+def _resolve(route: str, manager: ModelManager, name: str) -> Target:
+    """The model an Ollama-style `name` means, with Ollama's not-found message, refused unless `route` serves it."""
+    return resolve_for(route, manager, name, functools.partial(resolve, manager.resolve))
+
+
 async def _load_or_unload(manager: ModelManager, name: str, keep_alive: float | str | None, reply: Reply,
                           route: str) -> Response:
-    manifest, quant = resolve(manager.resolve, name)
-    require_model_type(manifest, route)
+    manifest, quant = _resolve(route, manager, name)
     seconds = keep_alive_seconds(keep_alive)
     if seconds == 0:
         await manager.unload(model_id(manifest, quant))
@@ -109,21 +103,7 @@ async def _answer(client: httpx.AsyncClient, lease: Lease, path: str, body: dict
     if not stream:
         answer = await fetch_json(client, lease, path, body)
         return JSONResponse(reply.answer(answer, clock, time.perf_counter_ns()))
-    chunks = await open_chunks(client, lease, path, body)
-    return StreamingResponse(_lines(chunks, ChunkStream(reply, clock), route), media_type="application/x-ndjson")
-
-
-async def _lines(chunks: AsyncIterator[dict[str, Any]], stream: ChunkStream, route: str) -> AsyncIterator[bytes]:
-    """NDJSON chunks; an error midway is a last {"error": ...} line (Ollama's clients raise it).
-    A client that leaves closes `chunks`, which stops the generation."""
-    async with aclosing(chunks):  # type: ignore[type-var]
-        try:
-            async for chunk in chunks:
-                for line in stream.feed(chunk):
-                    yield ndjson(line)
-            yield ndjson(stream.finish(time.perf_counter_ns()))
-        except NexaError as exc:
-            yield bytes(nexa_error_response(exc, route).body) + b"\n"
+    return respond(await open_chunks(client, lease, path, body), ChunkStream(reply, clock), OLLAMA, route)
 
 
 @router.post("/api/embed", response_model=EmbedResponse)
@@ -133,9 +113,8 @@ async def embed(request: EmbedRequest, manager: Manager, client: WorkerClient) -
         raise InvalidRequest("dimensions is not supported: vectors keep the model's own size; leave it unset",
                              param="dimensions")
     start = time.perf_counter_ns()
-    resolve(manager.resolve, request.model)
-    data, tokens = await embed_inputs(
-        manager, client, store_name(request.model), embedding_inputs(request.input), route="/api/embed",
+    data, tokens = await shared_embed(
+        manager, client, _resolve("/api/embed", manager, request.model), embedding_inputs(request.input),
         truncate=request.truncate, keep_alive=keep_alive_seconds(request.keep_alive),
     )
     took = time.perf_counter_ns() - start
@@ -146,9 +125,8 @@ async def embed(request: EmbedRequest, manager: Manager, client: WorkerClient) -
 @router.post("/api/embeddings", response_model=EmbeddingResponse)
 async def embeddings(request: EmbeddingsRequest, manager: Manager, client: WorkerClient) -> EmbeddingResponse:
     """The older form: one prompt, one vector (cut to the context if longer)."""
-    resolve(manager.resolve, request.model)
-    data, _ = await embed_inputs(
-        manager, client, store_name(request.model), [request.prompt], route="/api/embeddings", truncate=True,
+    data, _ = await shared_embed(
+        manager, client, _resolve("/api/embeddings", manager, request.model), [request.prompt], truncate=True,
         keep_alive=keep_alive_seconds(request.keep_alive),
     )
     return EmbeddingResponse(embedding=data[0].embedding)  # type: ignore[arg-type]

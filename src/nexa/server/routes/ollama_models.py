@@ -4,36 +4,36 @@ and /api/delete, over nexa's store and model manager. Every quant of a pulled mo
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from nexa.compat.ollama import (
     details,
     digest,
-    facts,
     iso,
-    model_id,
     model_info,
     modelfile,
-    ndjson,
     ollama_capabilities,
     parameters_text,
     resolve,
     store_name,
     unqualified,
 )
-from nexa.compat.tools import capabilities
 from nexa.errors import HubError, NexaError
 from nexa.hub.auto import pull_named
 from nexa.server.deps import Manager
 from nexa.server.errors import error_response, nexa_error_response
+from nexa.server.pull_pool import PullPool
+from nexa.server.stream import ndjson
 from nexa.store import Manifest, ModelRef, Store
+from nexa.store.facts import capabilities, facts, model_id
 from nexa.wire.ollama import (
     ErrorResponse,
     ListedModel,
@@ -93,8 +93,9 @@ async def show(request: ModelRequest, manager: Manager) -> ShowResponse:
 
     def shown() -> ShowResponse:
         facts_ = facts(manifest, folder, quant)
+        num_ctx = manager.planned_context(manifest, quant)
         return ShowResponse(
-            modelfile=modelfile(manifest, quant, facts_), parameters=parameters_text(manifest),
+            modelfile=modelfile(manifest, quant, facts_, num_ctx), parameters=parameters_text(manifest, num_ctx),
             template=facts_.template,
             details=details(facts_, quant), model_info=model_info(facts_), modified_at=iso(manifest.pulled_at),
             capabilities=ollama_capabilities(capabilities(manifest, folder, quant), facts_, manifest.model_type),
@@ -127,10 +128,13 @@ async def ps(manager: Manager) -> RunningList:
 
 
 @router.delete("/api/delete", response_class=Response, responses={200: {"description": "Deleted; no body."}, **_ERRORS})
-async def delete(request: ModelRequest, manager: Manager) -> Response:
-    """Delete a model (a name with a quant: that quant only), unloading what of it is loaded."""
-    manifest, _ = resolve(manager.resolve, request.model)
+async def delete(request: ModelRequest, manager: Manager, http: Request) -> Response:
+    """Delete a model (a name with a quant: that quant only), unloading what of it is loaded; a pull of it
+    under way stops, leaving its partial files for the next pull to resume."""
     ref = ModelRef.parse(store_name(request.model))
+    if http.app.state.pulls.stop(ref.repo) and manager.store.get(ref.repo) is None:
+        return Response(status_code=200)
+    manifest, _ = resolve(manager.resolve, request.model)
     for loaded in manager.loaded():
         if loaded.manifest.name == manifest.name and ref.quant in (None, loaded.quant):
             await manager.unload(loaded.id)
@@ -176,11 +180,11 @@ class _Relay:
         return progress
 
 
-def _pull(store: Store, name: str, emit: Emit) -> None:
-    """`nexa pull NAME --yes` (nexa.hub.auto) with Ollama's progress lines; runs in a thread."""
-    if pull_named(store, ModelRef.parse(store_name(name)), _Relay(emit)):
-        emit({"status": "verifying sha256 digest"})
-        emit({"status": "writing manifest"})
+def _pull(store: Store, ref: ModelRef, events: _Relay) -> None:
+    """`nexa pull NAME --yes` (nexa.hub.auto) with Ollama's progress lines; runs on a pull thread."""
+    if pull_named(store, ref, events):
+        events.status("verifying sha256 digest")
+        events.status("writing manifest")
 
 
 def _pull_error(exc: NexaError) -> JSONResponse:
@@ -192,20 +196,21 @@ def _pull_error(exc: NexaError) -> JSONResponse:
 
 @router.post("/api/pull", responses={200: {"model": Progress, "content": {"application/x-ndjson": {}}}, **_ERRORS},
              response_model=None)
-async def pull(request: PullRequest, manager: Manager) -> Response:
+async def pull(request: PullRequest, manager: Manager, http: Request) -> Response:
     """Pull from Hugging Face (HF_ENDPOINT) into the store, as `nexa pull` does: progress as NDJSON
     lines ending with {"status": "success"}, or (stream false) one answer when it is done."""
     target = store_name(request.model)
     if "/" not in target.partition(":")[0]:
         raise unqualified(request.model)
-    ModelRef.parse(target)  # a malformed name is a 400 before anything starts
+    ref = ModelRef.parse(target)  # a malformed name is a 400 before anything starts
     loop = asyncio.get_running_loop()
     lines: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
 
     def emit(line: dict[str, Any]) -> None:
         loop.call_soon_threadsafe(lines.put_nowait, line)
 
-    job = asyncio.create_task(asyncio.to_thread(_pull, manager.store, request.model, emit))
+    pulls: PullPool = http.app.state.pulls
+    job = asyncio.create_task(pulls.run(ref.repo, functools.partial(_pull, manager.store, ref), _Relay(emit)))
     job.add_done_callback(lambda _: lines.put_nowait(None))
     if not request.stream:
         try:

@@ -3,13 +3,11 @@ API on the shared chat path, with its stored responses kept by the router (never
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
-from fastapi.responses import JSONResponse, Response as HTTPResponse, StreamingResponse
+from fastapi import APIRouter, HTTPException
+from fastapi.responses import JSONResponse, Response as HTTPResponse
 
 from nexa.compat.responses import (
     ResponseStream,
@@ -19,14 +17,12 @@ from nexa.compat.responses import (
     hosted_tools,
     input_items,
     new_response,
-    sse,
 )
-from nexa.errors import NexaError
-from nexa.server.chat import start_chat
+from nexa.server.chat import resolve_for, start_chat
 from nexa.server.deps import Manager, MediaRules, Responses, WorkerClient
-from nexa.server.errors import nexa_error_response
-from nexa.server.lengths import tokenize
-from nexa.server.relay import call, engine_refusal, fetch_json, open_chunks
+from nexa.server.lengths import prompt_tokens
+from nexa.server.relay import fetch_json, open_chunks
+from nexa.server.stream import RESPONSES, respond
 from nexa.wire.responses import DeletedResponse, InputTokens, Response, ResponsesRequest
 
 router = APIRouter(tags=["responses"])
@@ -40,52 +36,27 @@ _STREAMED: dict[int | str, dict[str, Any]] = {
 
 @router.post(_ROUTE, response_model=Response, responses=_STREAMED)
 async def create(
-    request: ResponsesRequest, http: Request, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
+    request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> HTTPResponse:
     """A response, or (`stream`) Responses' server-sent events ending in `response.completed`."""
-    history = store.history(request.previous_response_id) if request.previous_response_id else []
-    items = [*history, *input_items(request)]
-    chat = chat_request(request, history)
+    history = store.history_of(request.previous_response_id)
+    chat = chat_request(request, history[0])
     if hosted := hosted_tools(request):
         log.info("responses: left out hosted tools a local server cannot run: %s", ", ".join(hosted))
-    lease, body = await start_chat(chat, manager, media, route=_ROUTE)
+    lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE, manager, chat.model))
     draft = new_response(request)
-    size = int(http.headers.get("content-length") or 0)
 
     def keep(response: Response) -> None:
         if request.store:
-            store.put(items, response, size)
+            store.put(history, input_items(request), response)
 
     if not request.stream:
         response = finished_response(draft, await fetch_json(client, lease, "/v1/chat/completions", body))
         keep(response)
         return JSONResponse(dump(response))
     chunks = await open_chunks(client, lease, "/v1/chat/completions", body)
-    return StreamingResponse(
-        _events(chunks, ResponseStream(draft), keep),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
-
-
-async def _events(
-    chunks: AsyncIterator[dict[str, Any]], stream: ResponseStream, keep: Callable[[Response], None]
-) -> AsyncIterator[bytes]:
-    try:
-        for event in stream.start():
-            yield sse(event)
-        async for chunk in chunks:
-            for event in stream.feed(chunk):
-                yield sse(event)
-        events = stream.finish()
-        keep(stream.response)
-    except NexaError as exc:  # the worker died or the engine failed midway
-        error = json.loads(nexa_error_response(exc, _ROUTE).body)["error"]
-        events = stream.error(error["message"], error.get("code"))
-    finally:
-        await chunks.aclose()  # a client that left stops the generation
-    for event in events:
-        yield sse(event)
+    stream = ResponseStream(draft)
+    return respond(chunks, stream, RESPONSES, _ROUTE, finished=lambda: keep(stream.response))
 
 
 @router.post(_ROUTE + "/input_tokens", response_model=InputTokens)
@@ -93,15 +64,10 @@ async def input_tokens(
     request: ResponsesRequest, manager: Manager, client: WorkerClient, media: MediaRules, store: Responses
 ) -> InputTokens:
     """The input's tokens as the model's own template and tokenizer make them."""
-    history = store.history(request.previous_response_id) if request.previous_response_id else []
-    lease, body = await start_chat(chat_request(request, history), manager, media, route=_ROUTE + "/input_tokens")
-    try:
-        rendered = await call(client, lease, "POST", "/apply-template", body)
-        if rendered.status_code >= 400:
-            raise engine_refusal(rendered.status_code, rendered.content)
-        return InputTokens(input_tokens=len(await tokenize(client, lease, rendered.json()["prompt"])))
-    finally:
-        lease.release()
+    history = store.history_of(request.previous_response_id)[0]
+    chat = chat_request(request, history)
+    lease, body = await start_chat(chat, manager, media, resolve_for(_ROUTE + "/input_tokens", manager, chat.model))
+    return InputTokens(input_tokens=await prompt_tokens(client, lease, body))
 
 
 def _not_stored(response_id: str) -> HTTPException:

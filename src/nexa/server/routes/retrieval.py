@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
 from fastapi import APIRouter
 from fastapi.responses import Response
 from pydantic import BaseModel
 
 from nexa.compat.retrieval import (
     MAX_DOCUMENTS,
-    EngineInput,
     check_count,
     batches,
     embedding_inputs,
@@ -26,13 +24,12 @@ from nexa.compat.retrieval import (
     scores_in_order,
 )
 from nexa.errors import InvalidRequest
-from nexa.runtime import Lease, ModelManager
+from nexa.server.chat import resolve_for
 from nexa.server.deps import Manager, WorkerClient
-from nexa.server.lengths import check_documents, fit_inputs
-from nexa.server.model_types import require_model_type
-from nexa.server.relay import call, engine_refusal, gather_limited
+from nexa.server.embed import embed
+from nexa.server.lengths import check_documents
+from nexa.server.relay import post_all
 from nexa.wire.openai import (
-    Embedding,
     EmbeddingList,
     EmbeddingRequest,
     Rerank,
@@ -45,15 +42,6 @@ from nexa.wire.openai import (
 )
 
 router = APIRouter(tags=["retrieval"])
-
-
-
-async def _post_batches(client: httpx.AsyncClient, lease: Lease, path: str, bodies: list[dict]) -> list[bytes]:
-    replies = await gather_limited(call(client, lease, "POST", path, body) for body in bodies)
-    for reply in replies:
-        if reply.status_code >= 400:
-            raise engine_refusal(reply.status_code, reply.content)
-    return [reply.content for reply in replies]
 
 
 async def _json(body: BaseModel) -> Response:
@@ -71,40 +59,10 @@ async def embeddings(request: EmbeddingRequest, manager: Manager, client: Worker
     if request.dimensions is not None:
         raise InvalidRequest("dimensions is not supported: vectors keep the model's own size; leave it unset",
                              param="dimensions", code="unsupported_parameter")
-    data, tokens = await embed(manager, client, request.model, embedding_inputs(request.input), route="/v1/embeddings",
-                               truncate=request.truncate, keep_alive=request.keep_alive,
-                               encoding_format=request.encoding_format)
+    target = resolve_for("/v1/embeddings", manager, request.model)
+    data, tokens = await embed(manager, client, target, embedding_inputs(request.input), truncate=request.truncate,
+                               keep_alive=request.keep_alive, encoding_format=request.encoding_format)
     return await _json(EmbeddingList(model=request.model, data=data, usage=_usage(tokens)))
-
-
-async def embed(
-    manager: ModelManager, client: httpx.AsyncClient, model: str, inputs: list[EngineInput], *, route: str,
-    truncate: bool, keep_alive: float | None, encoding_format: str = "float",
-) -> tuple[list[Embedding], int]:
-    """The vectors of `inputs` in input order, and the prompt tokens spent: the path every embeddings
-    dialect shares. An engine refusal is raised (EngineRefused), so each dialect shapes it."""
-    manifest, quant = manager.resolve(model)
-    require_model_type(manifest, route)
-    async with await manager.acquire(manifest, quant, keep_alive) as lease:
-        inputs = await fit_inputs(client, lease, inputs, truncate)
-        chunks = batches(inputs)
-        replies = await _post_batches(client, lease, "/v1/embeddings", [
-            {"input": items, "encoding_format": encoding_format} for _, items in chunks
-        ])
-    return await asyncio.to_thread(_merged, [offset for offset, _ in chunks], replies)
-
-
-def _merged(offsets: list[int], replies: list[bytes]) -> tuple[list[Embedding], int]:
-    """The batches' vectors in input order and their tokens; parsing megabytes of them is off the event loop."""
-    data, tokens = [], 0
-    for offset, raw in zip(offsets, replies):
-        part = EmbeddingList.model_validate_json(raw)
-        for item in part.data:
-            item.index += offset
-        data += part.data
-        tokens += part.usage.prompt_tokens
-    data.sort(key=lambda item: item.index)
-    return data, tokens
 
 
 async def _scores(
@@ -113,12 +71,11 @@ async def _scores(
 ) -> tuple[list[float], int]:
     """The model's raw score for each document, in input order, and the prompt tokens spent."""
     check_count("documents", len(documents), MAX_DOCUMENTS)
-    manifest, quant = manager.resolve(request.model)
-    require_model_type(manifest, route)
+    manifest, quant = resolve_for(route, manager, request.model)
     async with await manager.acquire(manifest, quant, request.keep_alive) as lease:
         await check_documents(client, lease, request.query, documents)
         chunks = batches(documents)
-        replies = await _post_batches(client, lease, "/v1/rerank", [
+        replies = await post_all(client, lease, "/v1/rerank", [
             {"query": request.query, "documents": items, "top_n": len(items)} for _, items in chunks
         ])
     scores = [0.0] * len(documents)

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nexa.errors import BuildFailed
-from nexa.runtime import cpu, source
+from nexa.runtime import cpu
+from nexa.toolchain import source
 from nexa.runtime.runtimes import BINARY, INFO, NativeRuntime, check_runs, read_runtime, runtimes_dir
 
 GPUS = ("cuda", "vulkan", "rocm")

@@ -64,7 +64,7 @@ def _pixels(data: bytes) -> int:
 
 
 def _decode_in_child(data: bytes) -> tuple[bytes, str]:
-    """engine_image in `python -m nexa.compat.images`: the image on stdin; the mime line and the bytes on
+    """engine_image in `python -m nexa.media.images`: the image on stdin; the mime line and the bytes on
     stdout, or exit code 2 and the problem on stderr."""
     with _children:
         child = subprocess.run([sys.executable, "-m", __name__], input=data, capture_output=True, check=False)

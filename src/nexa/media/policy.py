@@ -80,6 +80,26 @@ async def check_remote_url(url: str | httpx.URL, policy: AccessPolicy) -> None:
             )
 
 
+def check_peer(url: httpx.URL, response: httpx.Response, policy: AccessPolicy) -> None:
+    """Refuse an answer from a refused address, before reading it: the host may have resolved to a public
+    address for `check_remote_url` and to a private one when the connection was made (DNS rebinding)."""
+    if policy.private_urls:
+        return
+    stream = response.extensions.get("network_stream")
+    peer = stream.get_extra_info("server_addr") if stream is not None else None
+    try:
+        address = ipaddress.ip_address(str(peer[0]).split("%")[0]) if peer else None
+    except ValueError:
+        address = None
+    if address is None or refused_address(address):
+        raise Forbidden(
+            f"{url} was answered from {address or 'an unknown address'}, a loopback, link-local or private "
+            "address (its name resolved to another address when checked); the server fetches only public URLs "
+            "unless started with --allow-private-urls",
+            code="media_url_forbidden",
+        )
+
+
 async def _addresses(host: str, port: int) -> list[IPAddress]:
     try:
         return [ipaddress.ip_address(host)]

@@ -47,7 +47,7 @@ def translated_chat(fields: dict[str, Any]) -> ChatCompletionRequest:
 
 
 def chat_body(request: ChatCompletionRequest, manifest: Manifest, ctx: int) -> dict[str, Any]:
-    """Media parts must already be inline (`nexa.compat.media.resolve_media`)."""
+    """Media parts must already be inline (`nexa.media.resolve.resolve_media`)."""
     check_tool_turns(request.messages)
     format_ = request.response_format
     if format_ is not None and format_.type == "json_schema" and format_.json_schema is None:

@@ -8,7 +8,7 @@ anything itself.
 
 Nothing else reads media but two functions, both driven by `MediaPolicy`:
 `read_local_file(path, policy)` for local paths and `fetch_remote(url, policy)` for URLs,
-every redirect hop included. They apply the access rules of `nexa.compat.media_policy`
+every redirect hop included. They apply the access rules of `nexa.media.policy`
 (local paths only on loopback or under --media-root, no private addresses) and the
 size and time limits.
 """
@@ -19,19 +19,18 @@ import asyncio
 import base64
 import binascii
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
 
 import httpx
 
-from nexa.compat.images import ImageProblem, checked_image
-from nexa.compat.media_policy import AccessPolicy, check_local_path, check_remote_url
+from nexa.media.images import ImageProblem, checked_image
+from nexa.media.policy import AccessPolicy, check_local_path, check_peer, check_remote_url
 from nexa.config import Settings
-from nexa.errors import Forbidden, InvalidRequest, ModelLoadFailed
+from nexa.errors import Forbidden, InvalidRequest
 from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
 from nexa.store import Manifest
-from nexa.store.gguf_meta import read_info
+from nexa.store.facts import MediaSupport, media_support
 
 MIB = 1 << 20
 ContentPart = TextPart | ImagePart | AudioPart
@@ -53,35 +52,6 @@ class MediaPolicy:
 
 class MediaProblem(Exception):
     """A media part cannot be used; `resolve_media` turns it into a 400 naming the part."""
-
-
-@dataclass(frozen=True)
-class MediaSupport:
-    """Which media a model reads: decided by its projector (mmproj), if it has one."""
-
-    model: str
-    image: bool
-    audio: bool
-
-
-@lru_cache(maxsize=64)
-def _projector_reads(path: str, sha256: str) -> tuple[bool, bool]:
-    """(vision, audio) from the projector's header, read once per file (the sha256 keys a re-pull)."""
-    info = read_info(Path(path))
-    return info.vision, info.audio
-
-
-def media_support(manifest: Manifest, model_dir: Path) -> MediaSupport:
-    if manifest.mmproj is None:
-        return MediaSupport(manifest.name, image=False, audio=False)
-    try:
-        vision, audio = _projector_reads(str(manifest.mmproj.location(model_dir)), manifest.mmproj.sha256)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadFailed(
-            f"the projector of '{manifest.name}' cannot be read ({exc}); pull the model again",
-            code="model_load_failed",
-        ) from exc
-    return MediaSupport(manifest.name, image=vision, audio=audio)
 
 
 # ---------------------------------------------------------------- reading sources
@@ -122,6 +92,7 @@ async def _fetch(url: httpx.URL, policy: MediaPolicy) -> bytes:
         for _ in range(policy.max_redirects + 1):
             await check_remote_url(url, policy.access)
             async with client.stream("GET", url) as response:
+                check_peer(url, response, policy.access)
                 if response.is_redirect:
                     url = response.url.join(response.headers["location"])
                     continue

@@ -1,0 +1,153 @@
+"""Audio files for transcription: what format a file is, its samples, and the pieces the engine reads.
+
+The engine's audio encoders read at most one window of audio per pass (mtmd cuts its mel spectrogram into
+3,000-frame windows of 10 ms: 30 s) and every window costs its own prompt tokens (750 for a Whisper-style
+qwen2a projector), so a long recording does not fit one prompt. It is decoded here (PyAV, the only decoder)
+to 16 kHz mono, cut into pieces shorter than one window, each cut placed at the quietest moment near the
+window's end so that words are rarely split, and each piece sent as a small WAV file.
+
+Decoding grows with the file: call `decode` and `cut` off the event loop.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+
+RATE = 16_000  # what every mtmd audio encoder resamples to
+WINDOW_SECONDS = 30.0  # one encoder window; the projector's GGUF does not say it, mtmd's preprocessors do
+# Just under a window: exactly 30 s makes the engine encode a second, padded window (twice the tokens).
+PIECE_SECONDS = WINDOW_SECONDS - 0.25
+SEARCH_SECONDS = 5.0  # how far back from a piece's longest end the quietest moment is looked for
+FRAME = RATE // 20  # 50 ms: the unit of that search
+
+# Format → the demuxer PyAV opens it with (the file's own bytes decide the format, never its name).
+DEMUXERS = {"WAV": "wav", "MP3": "mp3", "FLAC": "flac", "OGG": "ogg", "M4A": "mp4", "WebM": "matroska"}
+READABLE = "WAV, MP3, FLAC, OGG (Opus or Vorbis), M4A (AAC) or WebM"
+
+
+class AudioProblem(Exception):
+    """The file cannot be transcribed; the route turns it into a 400 naming the file."""
+
+
+class TooLong(AudioProblem):
+    """The audio is longer than the server's duration cap."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """One part of a recording: where it lies in the whole (seconds) and its audio as a WAV file."""
+
+    index: int
+    start: float
+    end: float
+    wav: bytes
+
+
+def sniff(data: bytes) -> str:
+    """The container format, from the file's first bytes; AudioProblem naming what it is otherwise."""
+    head = data[:16]
+    if head[:4] == b"RIFF" and head[8:12] == b"WAVE":
+        return "WAV"
+    if head[:4] == b"fLaC":
+        return "FLAC"
+    if head[:4] == b"OggS":
+        return "OGG"
+    if head[4:8] == b"ftyp":
+        return "M4A"
+    if head[:4] == b"\x1a\x45\xdf\xa3":
+        return "WebM"
+    if head[:3] == b"ID3" or (len(head) > 1 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0):
+        return "MP3"
+    raise AudioProblem(f"it is {_what(data)}, not audio in a format nexa reads ({READABLE})")
+
+
+def _what(data: bytes) -> str:
+    """A name for a file that is no audio nexa reads, for the error message."""
+    head = data[:16]
+    if head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+        return "AIFF audio"
+    if head[:4] == b"RIFF":
+        return f"a RIFF {head[8:12].decode('latin-1')!r} file"
+    try:
+        data[:512].decode("utf-8")
+    except UnicodeDecodeError:
+        return "in an unknown format"
+    return "text"
+
+
+def decode(data: bytes, max_seconds: float) -> np.ndarray:
+    """The audio's samples: 16 kHz, mono, int16. Stops as soon as the audio runs past `max_seconds`
+    (TooLong), so a long or forged file costs no more than the cap allows."""
+    import av  # on use: FFmpeg's libraries take a second to load, which every server start would pay
+
+    fmt = sniff(data)
+    limit = int(max_seconds * RATE)
+    try:
+        with av.open(io.BytesIO(data), format=DEMUXERS[fmt]) as container:
+            if not container.streams.audio:
+                raise AudioProblem(f"the {fmt} file holds no audio stream")
+            if container.duration is not None and container.duration / av.time_base > max_seconds + 1:
+                raise _too_long(container.duration / av.time_base, max_seconds)
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
+            parts: list[np.ndarray] = []
+            count = 0
+            for frame in container.decode(audio=0):
+                for out in resampler.resample(frame):
+                    parts.append(out.to_ndarray().reshape(-1))
+                    count += parts[-1].size
+                if count > limit:
+                    raise _too_long(count / RATE, max_seconds)
+            parts.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+    except (av.FFmpegError, ValueError, IndexError) as exc:  # PyAV raises the latter two on some broken headers
+        raise AudioProblem(f"it cannot be decoded as {fmt} ({exc})") from None
+    samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+    if samples.size == 0:
+        raise AudioProblem(f"the {fmt} file holds no audio samples")
+    if samples.size > limit:
+        raise _too_long(samples.size / RATE, max_seconds)
+    return samples
+
+
+def _too_long(seconds: float, max_seconds: float) -> TooLong:
+    return TooLong(
+        f"it is {seconds:.0f} s of audio, over this server's limit of {max_seconds:g} s; send a shorter clip, "
+        "or start nexa serve with a larger --max-audio-seconds"
+    )
+
+
+def cut(samples: np.ndarray) -> list[Piece]:
+    """The recording in pieces of at most PIECE_SECONDS, each ending at the quietest 50 ms of its last
+    SEARCH_SECONDS (the latest such moment, so silence gives pieces of full length)."""
+    longest, search = int(PIECE_SECONDS * RATE), int(SEARCH_SECONDS * RATE)
+    pieces: list[Piece] = []
+    start = 0
+    while start < samples.size:
+        end = samples.size
+        if end - start > longest:
+            end = start + longest - search + _quiet_end(samples[start + longest - search:start + longest])
+        pieces.append(Piece(len(pieces), start / RATE, end / RATE, wav(samples[start:end])))
+        start = end
+    return pieces
+
+
+def _quiet_end(span: np.ndarray) -> int:
+    """The offset in `span` just after its quietest 50 ms frame (the last one among equals)."""
+    frames = span[: span.size // FRAME * FRAME].astype(np.float32).reshape(-1, FRAME)
+    energy = np.square(frames).mean(axis=1)
+    quietest = energy.size - 1 - int(np.argmin(energy[::-1]))
+    return (quietest + 1) * FRAME
+
+
+def wav(samples: np.ndarray) -> bytes:
+    """16 kHz mono 16-bit WAV: the form every engine build decodes."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(RATE)
+        file.writeframes(samples.astype("<i2").tobytes())
+    return out.getvalue()

@@ -1,0 +1,83 @@
+"""POST /v1/audio/transcriptions and /v1/audio/translations: OpenAI's speech to text, as multipart forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import httpx
+from fastapi import APIRouter, File, Form, UploadFile
+from fastapi.responses import Response
+
+from nexa.media.resolve import MediaPolicy
+from nexa.compat.transcripts import Task
+from nexa.compat.translator import Unchanged
+from nexa.runtime import ModelManager
+from nexa.server.body import unless_client_leaves
+from nexa.server.deps import Manager, MediaRules, WorkerClient
+from nexa.server.stream import OPENAI, respond
+from nexa.server.speech import Job, audio_model, read_recording, transcript_events, whole_transcript
+from nexa.wire.audio import ResponseFormat, Transcription, VerboseTranscription
+from nexa.wire.names import name_schema
+
+router = APIRouter(tags=["audio"])
+
+AudioFile = Annotated[UploadFile, File(description="The recording: WAV, MP3, FLAC, OGG (Opus, Vorbis), M4A (AAC), WebM.")]
+Model = Annotated[str, Form(description="An audio model's store name: org/repo or org/repo:QUANT.",
+                           json_schema_extra=name_schema())]
+Prompt = Annotated[str | None, Form(max_length=4000, description="Context: spellings, or the text before the clip.")]
+Temperature = Annotated[float | None, Form(ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
+Format = Annotated[ResponseFormat, Form(description="json, text, verbose_json (segments), srt or vtt.")]
+Stream = Annotated[bool, Form(description="Stream transcript.text.delta events, then transcript.text.done.")]
+_ANSWERS: dict[int | str, dict[str, Any]] = {200: {
+    "model": Transcription | VerboseTranscription,
+    "description": "The transcript in `response_format` (text, srt and vtt as plain text), or server-sent events.",
+}}
+
+
+@router.post("/v1/audio/transcriptions", responses=_ANSWERS, response_model=None)
+async def transcriptions(
+    manager: Manager, client: WorkerClient, media: MediaRules, file: AudioFile, model: Model,
+    language: Annotated[str | None, Form(max_length=32, description="The speech's language (ISO-639-1, e.g. en).")] = None,
+    prompt: Prompt = None, temperature: Temperature = None, response_format: Format = "json", stream: Stream = False,
+) -> Response:
+    """Transcribe a recording with an audio model; long ones in pieces of under 30 s, streamed as they go."""
+    form = _Form("/v1/audio/transcriptions", "transcribe", file, model, language, prompt, temperature, response_format, stream)
+    return await _answer(form, manager, client, media)
+
+
+@router.post("/v1/audio/translations", responses=_ANSWERS, response_model=None)
+async def translations(
+    manager: Manager, client: WorkerClient, media: MediaRules, file: AudioFile, model: Model,
+    prompt: Prompt = None, temperature: Temperature = None, response_format: Format = "json", stream: Stream = False,
+) -> Response:
+    """Translate a recording's speech into English text; otherwise as /v1/audio/transcriptions."""
+    form = _Form("/v1/audio/translations", "translate", file, model, None, prompt, temperature, response_format, stream)
+    return await _answer(form, manager, client, media)
+
+
+@dataclass(frozen=True)
+class _Form:
+    """What the client sent, and to which route."""
+
+    route: str
+    task: Task
+    file: UploadFile
+    model: str
+    language: str | None
+    prompt: str | None
+    temperature: float | None
+    response_format: str
+    stream: bool
+
+
+async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient, media: MediaPolicy) -> Response:
+    manifest, quant = await audio_model(manager, form.model, form.route)
+    data = await form.file.read()
+    recording = await read_recording(data, form.file.filename or "file", manager.settings.max_audio_seconds)
+    job = Job(form.model, manifest, quant, recording, form.task, form.language, form.prompt, form.temperature)
+    if form.stream:
+        return respond(transcript_events(job, job.transcript(), manager, media, client), Unchanged(), OPENAI, form.route)
+    transcript = await unless_client_leaves(whole_transcript(job, manager, media, client))
+    body, media_type = transcript.render(form.response_format, recording.duration)
+    return Response(body, media_type=media_type)

@@ -1,0 +1,95 @@
+"""Speech-to-text translation and audio cutting, without a server: the rules the end-to-end tests rely on."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nexa.media import audio as media_audio
+from nexa.media.audio import FRAME, PIECE_SECONDS, RATE, AudioProblem, TooLong, cut, decode, sniff
+from nexa.compat.transcripts import TRANSCRIBE, TRANSLATE, Span, Transcript, piece_request
+from tests.fixtures.media_samples import encoded_audio, wav_bytes
+
+
+def chunk(text: str | None = None, usage: dict | None = None) -> dict:
+    choices = [] if text is None else [{"index": 0, "delta": {"content": text}}]
+    return {"choices": choices, **({"usage": usage} if usage else {})}
+
+
+def fed(pieces: list[list[str]], task: str = "transcribe") -> tuple[Transcript, list[str]]:
+    transcript, deltas = Transcript(task), []
+    for index, parts in enumerate(pieces):
+        span = Span(index, index * 10.0, index * 10.0 + 10)
+        for part in parts:
+            deltas += [e["delta"] for e in transcript.feed(span, chunk(part))]
+        transcript.feed(span, chunk(usage={"prompt_tokens": 800, "completion_tokens": len(parts)}))
+    return transcript, deltas
+
+
+def test_pieces_join_with_one_space_in_the_stream_and_the_whole():
+    transcript, deltas = fed([[" Hello", " there.", "\n"], ["", "  General", " Kenobi."], ["   "]])
+    assert "".join(deltas).rstrip() == transcript.text == "Hello there. General Kenobi."
+    assert [s.text for s in transcript.segments] == ["Hello there.", "General Kenobi.", ""]
+    done = transcript.done()
+    assert done["type"] == "transcript.text.done" and done["usage"]["input_tokens"] == 2400
+    assert done["usage"]["total_tokens"] == 2400 + 7
+
+
+def test_subtitles_skip_empty_pieces_and_count_hours():
+    transcript = Transcript("transcribe")
+    transcript.feed(Span(0, 3599.5, 3629.25), chunk("Late."))
+    transcript.feed(Span(1, 3629.25, 3650.0), chunk(" "))
+    srt, media_type = transcript.render("srt", 3650.0)
+    assert srt == "1\n00:59:59,500 --> 01:00:29,250\nLate.\n" and media_type.startswith("application/x-subrip")
+    assert transcript.render("vtt", 3650.0)[0] == "WEBVTT\n\n00:59:59.500 --> 01:00:29.250\nLate.\n"
+
+
+def test_verbose_json_of_a_translation_says_english():
+    transcript, _ = fed([["Bonjour."]], task="translate")
+    body = json.loads(transcript.render("verbose_json", 10.0)[0])
+    assert (body["task"], body["language"], body["duration"], body["usage"]) == \
+        ("translate", "english", 10.0, {"type": "duration", "seconds": 10.0})
+    assert body["segments"][0]["compression_ratio"] > 0
+
+
+def test_the_instruction_keeps_the_engines_words_and_adds_the_clients_hints():
+    def text_of(**fields) -> str:
+        request = piece_request("m/a", wav_bytes(0.1), **{"language": None, "prompt": None, "temperature": None, **fields})
+        return request.messages[0].content[0].text
+
+    assert text_of(task="transcribe") == TRANSCRIBE
+    assert text_of(task="transcribe", language="fr", prompt="Ada") == f"{TRANSCRIBE} (language: fr). Context and spellings to follow: Ada"
+    assert text_of(task="translate", language="fr") == TRANSLATE
+
+
+def test_formats_are_told_by_their_bytes():
+    assert sniff(wav_bytes(0.1)) == "WAV"
+    assert sniff(encoded_audio("ogg", "libopus", 0.2)) == "OGG"
+    assert sniff(encoded_audio("ipod", "aac", 0.2)) == "M4A"
+    with pytest.raises(AudioProblem, match="it is text"):
+        sniff(b"just words")
+
+
+def test_decoding_stops_at_the_duration_cap():
+    with pytest.raises(TooLong, match="over this server's limit of 5 s"):
+        decode(wav_bytes(8.0), max_seconds=5)
+    assert decode(wav_bytes(4.0), max_seconds=5).size == 4 * RATE
+
+
+def test_a_cut_falls_in_the_quietest_moment_near_the_window_end():
+    rng = np.random.default_rng(0)
+    samples = (rng.standard_normal(70 * RATE) * 3000).astype(np.int16)
+    gap = int(27.0 * RATE)
+    samples[gap:gap + 4 * FRAME] = 0  # 200 ms of silence 2.75 s before the longest piece ends
+    pieces = cut(samples)
+    assert pieces[0].end == pytest.approx((gap + 4 * FRAME) / RATE)
+    assert all(p.end - p.start <= PIECE_SECONDS for p in pieces)
+    assert pieces[-1].end == 70.0 and all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
+    assert sniff(pieces[0].wav) == "WAV" and decode(pieces[0].wav, 60).size == gap + 4 * FRAME
+
+
+def test_silence_is_cut_at_the_longest_piece():
+    assert [p.end for p in cut(np.zeros(int(65 * RATE), np.int16))] == [PIECE_SECONDS, 2 * PIECE_SECONDS, 65.0]
+    assert media_audio.WINDOW_SECONDS - PIECE_SECONDS > 0  # a whole window would cost the engine two
