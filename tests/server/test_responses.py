@@ -154,7 +154,7 @@ def test_input_tokens_grow_with_the_input(http):
 @pytest.mark.parametrize(("body", "param", "words"), [
     ({"input": [{"type": "computer_call", "id": "x"}]}, "input.0", "function_call_output"),
     ({"input": "hi", "previous_response_id": "resp_nope"}, "previous_response_id", "resp_nope"),
-    ({"input": "hi", "tools": [{"type": "web_search"}]}, "tools.0.type", "function"),
+    ({"input": "hi", "tools": [{"type": "frobnicate"}]}, "tools.0.type", "frobnicate"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f1"}]}]},
      "input[0].content[0].image_url", "image_url"),
     ({"input": "hi", "background": True}, "background", "background"),

@@ -210,7 +210,7 @@ def _tool_type(value: Any) -> str:
     kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
     if kind in ("function", "namespace", "custom"):
         return kind
-    return "hosted" if kind in HOSTED_TOOLS else "unknown"
+    return "hosted" if kind in HOSTED_TOOLS else "type"  # the tag is in an error's loc: tools.N.type
 
 
 ResponseTool = Annotated[
@@ -219,7 +219,7 @@ ResponseTool = Annotated[
         Annotated[NamespaceTool, Tag("namespace")],
         Annotated[CustomTool, Tag("custom")],
         Annotated[HostedTool, Tag("hosted")],
-        Annotated[UnknownTool, Tag("unknown")],
+        Annotated[UnknownTool, Tag("type")],
     ],
     Discriminator(_tool_type),
 ]
