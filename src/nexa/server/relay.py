@@ -97,9 +97,8 @@ async def call(
     client that disconnects meanwhile cancels it (ClientGone). Its token usage, if any, goes to the request's metrics."""
     note_model(lease.model.id)
     try:
-        response = await unless_client_leaves(
-            client.request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
-        )
+        request = client.build_request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+        response = await unless_client_leaves(_send(client, request))
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
     if response.status_code < 400:
@@ -218,13 +217,24 @@ async def open_chunks(
     return _parsed_chunks(await _open_stream(client, lease, path, body), lease)
 
 
+async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool = False) -> httpx.Response:
+    """Send, once more on a fresh connection if a pooled one was closed by the engine just before use (its
+    keep-alive ran out while the router was busy). A worker that really died fails the second try as well."""
+    try:
+        return await client.send(request, stream=stream)
+    except httpx.RemoteProtocolError as exc:
+        if "without sending a response" not in str(exc):
+            raise
+        return await client.send(request, stream=stream)
+
+
 async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Response:
     """The worker's streaming answer, its headers in. On failure the lease is released and the
     engine's error raised as EngineRefused, a lost worker as WorkerCrashed."""
     note_model(lease.model.id)
     request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     try:
-        upstream = await client.send(request, stream=True)
+        upstream = await _send(client, request, stream=True)
     except BaseException as exc:  # a client that left cancels it here too
         lease.release()
         if isinstance(exc, httpx.HTTPError):
