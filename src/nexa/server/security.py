@@ -50,6 +50,11 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
     return next((value for key, value in scope["headers"] if key == name), None)
 
 
+async def _forbidden(message: str, code: str, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a 403 in the shape of the path's dialect."""
+    await error_response(403, message, "permission_error", code=code, path=scope["path"])(scope, receive, send)
+
+
 def origin_allowed(origins: list[str]) -> Callable[[str], bool]:
     """Whether a browser page of an origin may call the server: the test CORS applies, as one predicate."""
     if not origins:
@@ -83,13 +88,9 @@ class CrossSiteCheck:
                 refused = (_header(scope, b"sec-fetch-site") or b"").strip().lower() == b"cross-site"
                 shown = "a cross-site page"
             if refused:
-                response = error_response(
-                    403,
-                    f"a request from {shown} is refused: only the web UI and the origins given to nexa serve "
-                    "--origins (default: localhost pages) may call this server from a browser",
-                    "permission_error", code="origin_not_allowed", path=scope["path"],
-                )
-                await response(scope, receive, send)
+                message = (f"a request from {shown} is refused: only the web UI and the origins given to nexa serve "
+                           "--origins (default: localhost pages) may call this server from a browser")
+                await _forbidden(message, "origin_not_allowed", scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
@@ -118,14 +119,10 @@ class LoopbackHostCheck:
             host = _header(scope, b"host")
             if host is not None and not self._allowed(host):
                 shown = host.decode("latin-1")[:100]
-                response = error_response(
-                    403,
-                    f"Host '{shown}' is refused: a server bound to loopback answers only requests addressed to "
-                    f"{', '.join(sorted(self._names))} (this blocks DNS-rebinding attacks); use one of those names, "
-                    "or bind nexa serve --host to the address clients use",
-                    "permission_error", code="host_not_allowed", path=scope["path"],
-                )
-                await response(scope, receive, send)
+                message = (f"Host '{shown}' is refused: a server bound to loopback answers only requests addressed to "
+                           f"{', '.join(sorted(self._names))} (this blocks DNS-rebinding attacks); use one of those "
+                           "names, or bind nexa serve --host to the address clients use")
+                await _forbidden(message, "host_not_allowed", scope, receive, send)
                 return
         await self.app(scope, receive, send)
 
