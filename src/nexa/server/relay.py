@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from contextlib import aclosing
+from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -248,14 +248,13 @@ async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body:
     return upstream
 
 
-async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[str]:
-    """The engine's stream, line by line (blank lines left out); a broken connection is WorkerCrashed.
-    Closing it (the client left) closes the engine's connection, which stops the generation; either
-    way the lease is released."""
+@asynccontextmanager
+async def _reading(upstream: httpx.Response, lease: Lease) -> AsyncIterator[None]:
+    """Around reading the engine's stream: a broken connection is WorkerCrashed, and however the reading
+    ends (finished, failed, or closed because the client left) the engine's connection is closed, which
+    stops the generation, and the lease released."""
     try:
-        async for line in upstream.aiter_lines():
-            if line:
-                yield line
+        yield
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
     finally:
@@ -265,9 +264,17 @@ async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[str]:
             lease.release()
 
 
+async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[str]:
+    """The engine's stream line by line, blank lines left out: what the engine's own dialect passes on."""
+    async with _reading(upstream, lease):
+        async for line in upstream.aiter_lines():
+            if line:
+                yield line
+
+
 async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
-    async with aclosing(_lines(upstream, lease)) as lines:
-        async for line in lines:
+    async with _reading(upstream, lease):
+        async for line in upstream.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
             try:
