@@ -148,7 +148,9 @@ class ServerProcess:
                     return
             except httpx.TransportError:
                 time.sleep(0.1)
-        raise RuntimeError("nexa serve did not become healthy")
+        self.process.kill()  # no orphan server left behind by a failed start
+        self.process.wait()
+        raise RuntimeError(f"nexa serve did not become healthy in {timeout:.0f} s")
 
     def stop(self, sig: signal.Signals = signal.SIGTERM, timeout: float = 20.0) -> int:
         if self.process.poll() is None:
