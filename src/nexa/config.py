@@ -132,6 +132,10 @@ class Settings(BaseSettings):
     queue_timeout: float = Field(
         120.0, gt=0, description="Seconds a request waits for its model to find room before a 503 with Retry-After."
     )
+    route_load_threshold: int = Field(
+        2, ge=0, description="On a Ray cluster: requests in flight that the replica holding a conversation's prompt "
+        "may have above the least busy replica before a turn goes to the less busy one (and its prompt is read anew).",
+    )
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Models to load at startup (comma-separated in the environment)."
     )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from nexa.cluster.affinity import RouteKey
 from nexa.engine.spec import WorkerSpec
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
@@ -90,9 +91,11 @@ class ModelReplica:
         self._identity = _here()
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 
-    async def relay(self, method: str, path: str, body: bytes | None) -> AsyncIterator[dict[str, Any] | bytes]:
+    async def relay(
+        self, method: str, path: str, body: bytes | None, route: RouteKey | None = None
+    ) -> AsyncIterator[dict[str, Any] | bytes]:
         """One request to the worker: first its status, content type and this replica's identity, then the
-        body's bytes as they come. Ray cancels this generator when the router's client leaves; leaving the
+        body's bytes as they come. `route` is for the router that chose this replica (nexa.cluster.routing). Ray cancels this generator when the router's client leaves; leaving the
         stream closes the engine's connection, which stops the generation and frees the slot."""
         headers = {**self._worker.headers, "Content-Type": "application/json"}
         async with self._client.stream(method, self._worker.base_url + path, content=body, headers=headers) as answer:

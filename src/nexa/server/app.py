@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from nexa import __version__
 from nexa.compat.media import MediaPolicy
@@ -14,6 +14,7 @@ from nexa.runtime import ModelManager
 from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.response_store import ResponseStore
+from nexa.server.session import note_session_hint
 from nexa.server import ui
 from nexa.server.routes import admin, anthropic, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
@@ -43,6 +44,7 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
         version=__version__,
         description="Local models behind an OpenAI-compatible API.",
         lifespan=lifespan,
+        dependencies=[Depends(note_session_hint)],
     )
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)
