@@ -332,6 +332,16 @@ def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewh
     cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI
 ) -> None:
     node_c = cluster.add_node(num_cpus=1, resources={"slot": 1})
+    chat(chat_client, REPLICATED, 2)  # loaded
+    for i in range(6):  # a conversation whose replica is on node_a (new ones spread over both)
+        conversation = Conversation(f"moving-{i}", session=f"moving-{i}")
+        before = answered_by(api, REPLICATED)
+        conversation.turn(api, 0)
+        home = one_request_went_to(api, before)
+        if home in {r["replica"] for r in alive(api, REPLICATED) if r["node"] == cluster.node_a.node_id}:
+            break
+    else:
+        pytest.fail("no new conversation went to node_a")
     body = {"model": REPLICATED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
             "max_tokens": 8000, "ignore_eos": True}
     endings: list[str] = []
@@ -360,6 +370,13 @@ def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewh
           f"{sum(e != 'data: [DONE]' for e in endings)} ended with an error event: {set(endings)}")
     for last in endings:  # finished, or told why not: never cut without a word
         assert last == "data: [DONE]" or '"error"' in last, last
+    before = answered_by(api, REPLICATED)
+    conversation.turn(api, 1)  # the conversation goes on, on the survivor, at once and without an error
+    moved_to = one_request_went_to(api, before)
+    assert moved_to != home, f"turn 2 went to {home} on the node that is gone"
+    before = answered_by(api, REPLICATED)
+    conversation.turn(api, 2)
+    assert one_request_went_to(api, before) == moved_to, "the session stays where it moved"
     until(lambda: chat(chat_client, REPLICATED, 4) is not None, 60, "an answer from a surviving replica")
     moved = until(
         lambda: {r["node"] for r in alive(api, REPLICATED)} == {cluster.node_b.node_id, node_c.node_id},
