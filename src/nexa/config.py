@@ -56,6 +56,9 @@ class ModelOptions(BaseModel):
     num_cpus: float | None = Field(None, ge=0)
     num_gpus: float | None = Field(None, ge=0)
     resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
+    router: Literal["prefix", "serve"] | None = Field(
+        None, description="Replica choice: nexa's session and prefix affinity (default), or Serve's own (two random, the less busy)."
+    )
 
     @field_validator("draft")
     @classmethod
@@ -83,7 +86,7 @@ class ModelOptions(BaseModel):
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(
                 f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, threads, runtime, draft, "
-                "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME"
+                "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME, router"
             ) from None
 
 

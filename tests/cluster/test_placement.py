@@ -30,6 +30,7 @@ def test_by_default_one_replica_reserves_its_threads_and_goes_after_the_keep_ali
     router = chosen["request_router_config"]
     assert router["request_router_class"] == "nexa.cluster.routing.PrefixRouter"
     assert router["request_router_kwargs"] == {"load_threshold": 2, "capacity": 2 * 1024 * 4 * 4 // 512, "slots": 4}
+    assert "request_router_config" not in options("org/model:router=serve")
     scaling = chosen["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (0, 1, 1)
     assert scaling["target_ongoing_requests"] == 4

@@ -48,6 +48,9 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
         actor["num_gpus"] = options.num_gpus
     if options.resources:
         actor["resources"] = dict(options.resources)
+    router = {"request_router_class": ROUTER, "request_router_kwargs": {
+        "load_threshold": settings.route_load_threshold, "capacity": prefix_capacity(spec), "slots": spec.parallel,
+    }}
     return {
         "ray_actor_options": actor,
         # Its slots, and as many waiting as the router lets a conversation wait for its replica (plus the one
@@ -62,12 +65,8 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
             "look_back_period_s": look_back,
             "downscale_delay_s": max(1.0, idle - look_back),
         },
-        "request_router_config": {
-            "request_router_class": ROUTER,
-            "request_router_kwargs": {
-                "load_threshold": settings.route_load_threshold, "capacity": prefix_capacity(spec), "slots": spec.parallel,
-            },
-        },
+        # router=serve keeps Serve's own choice (for comparison: bench/cluster.py).
+        **({"request_router_config": router} if options.router != "serve" else {}),
         # A replica loads a model (and may pull it first) before it is healthy.
         "health_check_timeout_s": 60.0,
         "graceful_shutdown_timeout_s": 10.0,

@@ -87,7 +87,9 @@ class ModelReplica:
         located = await asyncio.to_thread(locate, WorkerSpec.model_validate(spec), Path(datadir))
         self._worker = Worker(located)
         await self._worker.start(load_timeout)
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+        # Idle connections expire before the engine's own 5 s keep-alive does: reusing one it just closed
+        # fails a request ("Server disconnected without sending a response").
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(keepalive_expiry=4.0))
         self._identity = _here()
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 

@@ -24,8 +24,9 @@ class PrefixRouter(RequestRouter):
         self._affinity = shared_affinity(self.app_name, load_threshold, capacity, slots)
         self._chosen: OrderedDict[str, tuple[RouteKey, Choice]] = OrderedDict()
         self._running: dict[str, str] = {}  # internal request id -> replica
-        # Serve may report a short request's end before it reports the request routed.
-        self._ended: OrderedDict[str, None] = OrderedDict()
+        # Serve may report a short request's end before it reports the request routed, and a refused attempt's
+        # end (a full replica) after its retry elsewhere was routed: ends are matched by request and replica.
+        self._ended: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     async def choose_replicas(
         self, candidate_replicas: list[RunningReplica], pending_request: PendingRequest | None = None
@@ -40,7 +41,6 @@ class PrefixRouter(RequestRouter):
             pending_request.routing_context.should_backoff = True  # all full: wait before asking again
             request = pending_request.metadata.internal_request_id
             self._chosen[request] = (key, choice)
-            self._ended.pop(request, None)  # a retry after a refusal: its end is still to come
             _bound(self._chosen)
         first = by_id[choice.replica]
         load = self._affinity.load
@@ -48,20 +48,22 @@ class PrefixRouter(RequestRouter):
         return [[first], rest] if rest else [[first]]
 
     def on_request_routed(self, pending_request: PendingRequest, replica_id: ReplicaID, result: object) -> None:
-        request = pending_request.metadata.internal_request_id
+        request, replica = pending_request.metadata.internal_request_id, replica_id.unique_id
         key, choice = self._chosen.pop(request, (RouteKey(), None))
-        running = request not in self._ended and not key.probe
-        self._ended.pop(request, None)
-        self._affinity.routed(replica_id.unique_id, key, choice, running)
+        running = (request, replica) not in self._ended and not key.probe
+        self._ended.pop((request, replica), None)
+        self._affinity.routed(replica, key, choice, running)
         if running:
-            self._running[request] = replica_id.unique_id
+            self._running[request] = replica
 
     def on_request_completed(self, replica_id: ReplicaID, internal_request_id: str) -> None:
         """Also called for a request the replica refused (full), and may come before on_request_routed."""
-        if self._running.pop(internal_request_id, None) is not None:
-            self._affinity.completed(replica_id.unique_id)
+        replica = replica_id.unique_id
+        if self._running.get(internal_request_id) == replica:
+            del self._running[internal_request_id]
+            self._affinity.completed(replica)
         else:
-            self._ended[internal_request_id] = None
+            self._ended[internal_request_id, replica] = None
             _bound(self._ended)
 
     def update_replicas(self, replicas: list[RunningReplica]) -> None:
