@@ -14,6 +14,10 @@ UPSCALE_DELAY = 2.0
 # Seconds of load Serve averages over: long enough to ride out gaps between requests.
 LOOK_BACK = 10.0
 ROUTER = "nexa.cluster.routing.PrefixRouter"
+# Connections llama-server serves beyond its slots (its HTTP threads: slots + 2 on a small machine); one
+# more is closed unanswered (nexa.cluster.replica opens no more). A replica full with waiting requests
+# refuses the next: Serve sends it on.
+ENGINE_SPARE = 2
 # Bytes of request JSON per token of prompt, roughly: how many prefix blocks a replica's caches hold.
 JSON_PER_TOKEN = 4
 
@@ -53,9 +57,9 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
     }}
     return {
         "ray_actor_options": actor,
-        # Its slots, and as many waiting as the router lets a conversation wait for its replica (plus the one
-        # that tips it over); more wait in Serve's queue.
-        "max_ongoing_requests": spec.parallel + settings.route_load_threshold + 1,
+        # Its slots, and as many waiting for them as the router lets a conversation wait for its replica, up to
+        # what the engine's HTTP server holds at once; more wait in Serve's queue.
+        "max_ongoing_requests": spec.parallel + min(settings.route_load_threshold, ENGINE_SPARE),
         "autoscaling_config": {
             "min_replicas": floor,
             "initial_replicas": initial,

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from nexa.cluster.affinity import RouteKey
+from nexa.cluster.placement import ENGINE_SPARE
 from nexa.engine.spec import WorkerSpec
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
@@ -87,9 +88,11 @@ class ModelReplica:
         located = await asyncio.to_thread(locate, WorkerSpec.model_validate(spec), Path(datadir))
         self._worker = Worker(located)
         await self._worker.start(load_timeout)
-        # Idle connections expire before the engine's own 5 s keep-alive does: reusing one it just closed
-        # fails a request ("Server disconnected without sending a response").
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=httpx.Limits(keepalive_expiry=4.0))
+        # The engine's HTTP server has a thread per open connection, idle ones included, and closes any
+        # connection beyond them unanswered ("Server disconnected without sending a response"): never open
+        # more, and let idle ones expire before the engine's own 5 s keep-alive does.
+        limits = httpx.Limits(max_connections=located.parallel + ENGINE_SPARE, keepalive_expiry=4.0)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=limits)
         self._identity = _here()
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 
