@@ -13,7 +13,7 @@ Serve's own router (router=serve) and under nexa's prefix router, the same model
 cluster in the same run. Per turn: the share of its prompt the engine processed (not found cached) and
 the time to first token.
 
-    .venv/bin/python bench/cluster.py --agents 4 [--turns 5] [--system-words 900]
+    .venv/bin/python bench/cluster.py --agents 4 [--turns 5] [--system-words 400]
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ async def agent(url: str, model: str, name: str, turns: int, words: int) -> list
                     "stream_options": {"include_usage": True}}
             started, first, reply, timings, usage = time.perf_counter(), None, [], {}, {}
             async with client.stream("POST", url + "/v1/chat/completions", json=body) as response:
+                if response.status_code != 200:
+                    raise SystemExit(f"{name}: {(await response.aread()).decode()[:300]}")
                 async for line in response.aiter_lines():
                     if not line.startswith("data: {"):
                         continue
@@ -120,7 +122,7 @@ def same_file_as(store: Store, model: str, name: str) -> str:
 def agent_bench(count: int, turns: int, words: int) -> None:
     with starter_store() as (store, model):
         serve_routed = same_file_as(store, model, "bench/serve-router")
-        pair = "replicas=2,num_cpus=0,parallel=2,ctx=4096,threads=1"
+        pair = "replicas=2,num_cpus=0,parallel=2,ctx=8192,threads=1"
         models = {"Serve's router": serve_routed, "nexa prefix router": model}
         with nexa_serve(store.root, 18303, "--ray", "--model-option", f"{serve_routed}:{pair},router=serve",
                         "--model-option", f"{model}:{pair}") as url:
@@ -149,7 +151,7 @@ def main() -> None:
     parser.add_argument("--cold", type=int, default=3, help="cold starts to time")
     parser.add_argument("--agents", type=int, default=0, help="run the agent workload with this many agents at once")
     parser.add_argument("--turns", type=int, default=5, help="turns per agent")
-    parser.add_argument("--system-words", type=int, default=900, help="rules in each agent's system prompt")
+    parser.add_argument("--system-words", type=int, default=400, help="rules in each agent's system prompt")
     args = parser.parse_args()
     if args.agents:
         agent_bench(args.agents, args.turns, args.system_words)
