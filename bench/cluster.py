@@ -126,10 +126,12 @@ def agent_bench(count: int, turns: int, words: int) -> None:
         models = {"Serve's router": serve_routed, "nexa prefix router": model}
         with nexa_serve(store.root, 18303, "--ray", "--model-option", f"{serve_routed}:{pair},router=serve",
                         "--model-option", f"{model}:{pair}") as url:
-            results = {}
+            results, spread = {}, {}
             for label, name in models.items():
                 asyncio.run(first_token(url, name))  # deploys it
                 results[label] = asyncio.run(agents_at_once(url, name, count, turns, words, label[:4]))
+                metrics = httpx.get(url + "/metrics", timeout=60).text.splitlines()
+                spread[label] = [line for line in metrics if line.startswith(f'nexa_replica_requests_total{{model="{name}"')]
     print(f"starter model, 2 replicas (parallel 2, 1 thread each), {count} agents at once, {turns} turns, "
           f"system prompt of {words} rules; per turn: share of the prompt processed (not cached), median TTFT")
     print("| turn | " + " | ".join(f"{label}: processed | TTFT" for label in models) + " |")
@@ -141,6 +143,8 @@ def agent_bench(count: int, turns: int, words: int) -> None:
             ttfts = sorted(conversation[turn][1] for conversation in results[label])
             cells.append(f"{sum(shares) / len(shares):.0%} | {ttfts[len(ttfts) // 2]:.2f} s")
         print(f"| {turn + 1} | " + " | ".join(cells) + " |")
+    for label, lines in spread.items():  # how each router spread the turns over the replicas
+        print(f"{label}: " + "; ".join(line.split("replica=")[-1] for line in lines))
 
 
 def main() -> None:
