@@ -57,6 +57,9 @@ class ModelOptions(BaseModel):
     num_cpus: float | None = Field(None, ge=0)
     num_gpus: float | None = Field(None, ge=0)
     resources: dict[str, float] = Field(default_factory=dict, description="Custom Ray resources per replica.")
+    router: Literal["prefix", "serve"] | None = Field(
+        None, description="Replica choice: nexa's session and prefix affinity (default), or Serve's own (two random, the less busy)."
+    )
 
     @field_validator("draft")
     @classmethod
@@ -84,7 +87,7 @@ class ModelOptions(BaseModel):
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
             raise ValueError(
                 f"model option {option!r} ({problems}); keys are ctx, parallel, ngl, kv_cache_type, threads, runtime, draft, "
-                "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME"
+                "and on Ray replicas, min_replicas, max_replicas, num_cpus, num_gpus, resource.NAME, router"
             ) from None
 
 
@@ -146,6 +149,10 @@ class Settings(BaseSettings):
     )
     queue_timeout: float = Field(
         120.0, gt=0, description="Seconds a request waits for its model to find room before a 503 with Retry-After."
+    )
+    route_load_threshold: int = Field(
+        2, ge=0, description="On a Ray cluster: requests in flight that the replica holding a conversation's prompt "
+        "may have above the least busy replica before a turn goes to the less busy one (and its prompt is read anew).",
     )
     preload: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Models to load at startup (comma-separated in the environment)."

@@ -26,7 +26,11 @@ def options(*model_options: str, keepalive: float = 300.0) -> dict:
 def test_by_default_one_replica_reserves_its_threads_and_goes_after_the_keep_alive() -> None:
     chosen = options()
     assert chosen["ray_actor_options"] == {"num_cpus": 3}
-    assert chosen["max_ongoing_requests"] == 4  # its slots; more wait in Serve's queue
+    assert chosen["max_ongoing_requests"] == 4 + 2  # its slots, and 2 waiting for them; more in Serve's queue
+    router = chosen["request_router_config"]
+    assert router["request_router_class"] == "nexa.cluster.routing.PrefixRouter"
+    assert router["request_router_kwargs"] == {"load_threshold": 2, "capacity": 2 * 1024 * 4 * 4 // 512, "slots": 4}
+    assert "request_router_config" not in options("org/model:router=serve")
     scaling = chosen["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (0, 1, 1)
     assert scaling["target_ongoing_requests"] == 4

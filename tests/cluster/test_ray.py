@@ -21,6 +21,7 @@ import pytest
 from nexa.store import Store
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from tests.conftest import TINY, ServerProcess, import_tiny, cache_dir, worker_pids
+from tests.fixtures.tiny_models import make_chat_llm
 
 ray = pytest.importorskip("ray", reason="the Ray tests need pip install -e '.[ray]'")
 from ray.cluster_utils import Cluster  # noqa: E402
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.ray
 
 KEY = "ray-test-key"
 PINNED = "test/qwen3-text"  # on node_b only, never scaled to zero
-REPLICATED = "test/qwen3-random"  # exactly two replicas, one per `slot`
+REPLICATED = "test/loop-pair"  # exactly two replicas, one per `slot`; it answers until max_tokens
 ELASTIC = "test/llama-text"  # the default: one replica, gone after the keep-alive, back on the next request
 LONG = STARTER_NAME  # a real model (SmolLM2-135M): 4,000 tokens take it a minute here, time to leave mid-way
 MARK = "NEXA_RAY_TEST_CLUSTER"  # set in every process of the cluster, so its engine workers can be found
@@ -61,8 +62,11 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def ray_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store:
     store = Store(tmp_path_factory.mktemp("ray-store"))
-    for name in (PINNED, REPLICATED, ELASTIC):
+    for name in (PINNED, ELASTIC):
         import_tiny(store, tiny_dir, name, *TINY[name])
+    files = tmp_path_factory.mktemp("ray-models")
+    make_chat_llm(str(files / "loop.gguf"), script=["Tick", " tock"], loop=True, n_ctx=65536)
+    import_tiny(store, files, REPLICATED, ["loop.gguf"], None)
     fetch_starter(store, cache_dir() / "wheels")
     return store
 
@@ -73,7 +77,7 @@ def ray_server(cluster: Cluster, ray_store: Store) -> Iterator[ServerProcess]:
         ray_store.root, "--ray", cluster.address, "--api-key", KEY, "--keepalive", "4", "--log-level", "info",
         "--model-option", f"{PINNED}:resource.node_b=1,num_cpus=0,min_replicas=1",
         "--model-option", f"{LONG}:num_cpus=0,ctx=8192,parallel=1",
-        "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=8192",
+        "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=32768",
         "--model-option", f"{ELASTIC}:num_cpus=0",
         startup_timeout=120,
     )
@@ -166,6 +170,139 @@ def test_two_replicas_both_take_traffic(cluster: Cluster, api: httpx.Client, cha
     assert sum(counts.values()) >= 12
 
 
+def decisions(api: httpx.Client, model: str) -> dict[str, float]:
+    """The router's decisions for `model` so far, by reason, from /metrics."""
+    pattern = re.compile(r'nexa_route_decisions_total\{model="' + re.escape(model) + r':[^"]*",reason="([^"]+)"\} (\S+)')
+    return {m.group(1): float(m.group(2)) for m in pattern.finditer(api.get("/metrics").text)}
+
+
+def delta(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
+    return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
+
+
+class Conversation:
+    """An agent's conversation: a long system prompt of its own, and every turn re-sends all before it."""
+
+    def __init__(self, name: str, session: str | None = None):
+        self.messages = [{"role": "system", "content": f"You are agent {name}. " + f"Rule {name}: check twice. " * 60}]
+        self.session = session
+        self.cached: list[int] = []  # the engine's cached prompt tokens, per turn
+        self.prompt: list[int] = []
+
+    def turn(self, api: httpx.Client, n: int, **extra: object) -> httpx.Response:
+        self.messages.append({"role": "user", "content": f"Turn {n}: go on with the task."})
+        headers = {"X-Session-Id": self.session} if self.session else {}
+        answer = api.post("/v1/chat/completions", headers=headers, json={
+            "model": REPLICATED, "messages": self.messages, "max_tokens": 6, **extra})
+        assert answer.status_code == 200, answer.text
+        usage = answer.json()["usage"]
+        self.cached.append(usage["prompt_tokens_details"]["cached_tokens"])
+        self.prompt.append(usage["prompt_tokens"])
+        self.messages.append({"role": "assistant", "content": answer.json()["choices"][0]["message"]["content"] or "ok"})
+        return answer
+
+
+def one_request_went_to(api: httpx.Client, before: dict[str, float]) -> str:
+    changed = delta(answered_by(api, REPLICATED), before)
+    assert list(changed.values()) == [1], changed
+    return next(iter(changed))
+
+
+def test_each_turn_of_a_conversation_goes_to_the_replica_that_holds_its_prompt(
+    api: httpx.Client, chat_client: openai.OpenAI
+) -> None:
+    """8 conversations one request at a time: every turn's replica is known from /metrics."""
+    chat(chat_client, REPLICATED, 2)  # both replicas up
+    assert [r["load"] for r in alive(api, REPLICATED)] == [0, 0], "every earlier request has ended"
+    conversations = [Conversation(f"seq-{i}") for i in range(8)]
+    before_decisions = decisions(api, REPLICATED)
+    homes: dict[int, str] = {}
+    stayed = 0
+    for n in range(5):
+        for i, conversation in enumerate(conversations):
+            before = answered_by(api, REPLICATED)
+            conversation.turn(api, n)
+            replica = one_request_went_to(api, before)
+            homes.setdefault(i, replica)
+            stayed += n > 0 and replica == homes[i]
+    assert stayed >= 0.9 * 32, f"{stayed} of 32 later turns stayed on their first replica"
+    assert len(set(homes.values())) == 2, "new conversations should spread over both replicas"
+    made = delta(decisions(api, REPLICATED), before_decisions)
+    assert made.get("fallback") == 8 and made.get("prefix", 0) >= 29, made
+    assert_prompts_were_reused(conversations)
+
+
+def assert_prompts_were_reused(conversations: list[Conversation]) -> None:
+    """The engine's own count: turns 2..5 find all but the newest messages cached."""
+    reused = [c.cached[n] / c.prompt[n] for c in conversations for n in range(1, 5)]
+    assert sum(share >= 0.8 for share in reused) >= 0.9 * len(reused), [round(r, 2) for r in reused]
+    print(f"turns 2..5 found {sum(reused) / len(reused):.0%} of their prompt cached (turn 1: "
+          f"{sum(c.cached[0] / c.prompt[0] for c in conversations) / len(conversations):.0%})")
+
+
+def test_concurrent_conversations_keep_their_replicas(api: httpx.Client) -> None:
+    conversations = [Conversation(f"par-{i}") for i in range(8)]
+    before_decisions = decisions(api, REPLICATED)
+
+    def run(conversation: Conversation) -> None:
+        for n in range(5):
+            conversation.turn(api, n)
+
+    threads = [threading.Thread(target=run, args=(c,)) for c in conversations]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(180)
+    assert all(len(c.cached) == 5 for c in conversations)
+    made = delta(decisions(api, REPLICATED), before_decisions)
+    assert sum(made.values()) == 40 and made.get("prefix", 0) >= 0.9 * 32, made
+    assert_prompts_were_reused(conversations)
+
+
+def test_a_long_queue_sends_new_sessions_and_its_own_overflow_to_the_other_replica(api: httpx.Client) -> None:
+    hog = Conversation("hog", session="hog-session")
+    before = answered_by(api, REPLICATED)
+    hog.turn(api, 0)
+    busy = one_request_went_to(api, before)
+    body = {"model": REPLICATED, "messages": hog.messages, "stream": True, "max_tokens": 30000, "ignore_eos": True}
+    started = threading.Semaphore(0)
+    stop = threading.Event()
+
+    def stream() -> None:
+        with api.stream("POST", "/v1/chat/completions", json=body, headers={"X-Session-Id": "hog-session"}) as answer:
+            for line in answer.iter_lines():
+                if line.startswith("data: {"):
+                    started.release()
+                if stop.is_set():
+                    break
+
+    (running,) = [m for m in api.get("/v1/ps").json()["data"] if m["id"].startswith(REPLICATED + ":")]
+    slots = running["parallel"]
+    # Its slots run a stream each and 2 more wait for them, as many as it takes: the next turn goes elsewhere.
+    streams = [threading.Thread(target=stream) for _ in range(slots + 2)]
+    for thread in streams:
+        thread.start()
+    try:
+        for _ in range(slots):
+            assert started.acquire(timeout=60)
+        loads = {r["replica"]: r["load"] for r in alive(api, REPLICATED)}
+        assert loads == {busy: slots + 2, **{r: 0 for r in loads if r != busy}}, loads
+        before, before_decisions = answered_by(api, REPLICATED), decisions(api, REPLICATED)
+        for i in range(4):
+            Conversation(f"new-{i}").turn(api, 0)
+        hog.turn(api, 1)  # its replica is full (2 waiting): Serve takes the router's second rank
+        went = delta(answered_by(api, REPLICATED), before)  # busy's count grows as its waiting streams start
+        assert [count for replica, count in went.items() if replica != busy] == [5], went
+        assert delta(decisions(api, REPLICATED), before_decisions) == {"fallback": 4, "load": 1}
+    finally:
+        stop.set()
+        for thread in streams:
+            thread.join(60)
+    shown = alive(api, REPLICATED)
+    assert all(r["cached_prefixes"] > 0 for r in shown), shown
+    assert re.search(r'nexa_replica_prefix_hits_total\{model="' + re.escape(REPLICATED), api.get("/metrics").text)
+
+
 def test_auth_and_errors_keep_each_dialects_shape(ray_server: ServerProcess, api: httpx.Client) -> None:
     bare = httpx.post(ray_server.base_url + "/v1/chat/completions", json={"model": PINNED, "messages": []})
     assert bare.status_code == 401 and bare.json()["error"]["type"] == "authentication_error"
@@ -195,6 +332,16 @@ def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewh
     cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI
 ) -> None:
     node_c = cluster.add_node(num_cpus=1, resources={"slot": 1})
+    chat(chat_client, REPLICATED, 2)  # loaded
+    for i in range(6):  # a conversation whose replica is on node_a (new ones spread over both)
+        conversation = Conversation(f"moving-{i}", session=f"moving-{i}")
+        before = answered_by(api, REPLICATED)
+        conversation.turn(api, 0)
+        home = one_request_went_to(api, before)
+        if home in {r["replica"] for r in alive(api, REPLICATED) if r["node"] == cluster.node_a.node_id}:
+            break
+    else:
+        pytest.fail("no new conversation went to node_a")
     body = {"model": REPLICATED, "messages": [{"role": "user", "content": "hi"}], "stream": True,
             "max_tokens": 8000, "ignore_eos": True}
     endings: list[str] = []
@@ -223,6 +370,13 @@ def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewh
           f"{sum(e != 'data: [DONE]' for e in endings)} ended with an error event: {set(endings)}")
     for last in endings:  # finished, or told why not: never cut without a word
         assert last == "data: [DONE]" or '"error"' in last, last
+    before = answered_by(api, REPLICATED)
+    conversation.turn(api, 1)  # the conversation goes on, on the survivor, at once and without an error
+    moved_to = one_request_went_to(api, before)
+    assert moved_to != home, f"turn 2 went to {home} on the node that is gone"
+    before = answered_by(api, REPLICATED)
+    conversation.turn(api, 2)
+    assert one_request_went_to(api, before) == moved_to, "the session stays where it moved"
     until(lambda: chat(chat_client, REPLICATED, 4) is not None, 60, "an answer from a surviving replica")
     moved = until(
         lambda: {r["node"] for r in alive(api, REPLICATED)} == {cluster.node_b.node_id, node_c.node_id},

@@ -92,6 +92,9 @@ def serve(
     queue_timeout: Annotated[
         Optional[float], typer.Option(help=_help("queue_timeout"), show_default=_default("queue_timeout"))
     ] = None,
+    route_load_threshold: Annotated[
+        Optional[int], typer.Option(help=_help("route_load_threshold"), show_default=_default("route_load_threshold"))
+    ] = None,
     preload: Annotated[
         Optional[list[str]], typer.Option(help=_help("preload") + " Repeatable.", show_default=_default("preload"))
     ] = None,
@@ -128,7 +131,7 @@ def serve(
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, max_audio_seconds=max_audio_seconds, keepalive=keepalive, memory_budget=memory_budget,
         device_memory_budget=device_memory_budget,
-        max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, preload=preload,
+        max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, route_load_threshold=route_load_threshold, preload=preload,
         model_options=model_option,
     )
     settings = load_settings(**flags)

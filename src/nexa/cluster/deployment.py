@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from nexa.cluster.affinity import affinity_of
 from nexa.cluster.placement import deployment_options
 from nexa.cluster.replica import ModelReplica
 from nexa.cluster.transport import PROBE, ReplicaTransport, base_url
@@ -118,8 +119,14 @@ class ServeDeployment:
             log.warning("could not delete Serve application %s: %s", self.app, exc)
 
     async def replicas(self) -> list[dict[str, Any]]:
-        """Its replicas now: state, node and pid, from Ray's state API."""
-        return await asyncio.to_thread(replicas_of, self.app)
+        """Its replicas now: state, node and pid, from Ray's state API; load and cached prefixes from its router."""
+        found = await asyncio.to_thread(replicas_of, self.app)
+        affinity = affinity_of(self.app)
+        views = affinity.views() if affinity is not None else {}
+        for replica in found:
+            view = views.get(replica["replica"])
+            replica.update(load=view.load if view else 0, cached_prefixes=view.cached_prefixes if view else 0)
+        return found
 
 
 def replicas_of(app: str) -> list[dict[str, Any]]:

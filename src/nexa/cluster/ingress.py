@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 from ray import serve
 
+from nexa.cluster.affinity import affinity_of
 from nexa.cluster.deployment import ServeDeployment, replicas_of
 from nexa.cluster.transport import ReplicaTransport
 from nexa.config import Settings
@@ -20,7 +21,8 @@ from nexa.store import Store
 
 
 class ReplicaCollector(Collector):
-    """/metrics' replica labels: the requests each replica answered, and the replicas each model has."""
+    """/metrics' replica labels: the requests each replica answered, the replicas each model has, and how
+    its router chose them (decisions by reason, prefix hits, load and cached prefixes per replica)."""
 
     def __init__(self, manager: ModelManager, transport: ReplicaTransport):
         self._manager = manager
@@ -43,6 +45,32 @@ class ReplicaCollector(Collector):
             for state, count in states.items():
                 running.add_metric([model_id, state], count)
         yield running
+        yield from _routing_metrics(models)
+
+
+def _routing_metrics(models: dict[str, str]) -> Iterator[Metric]:
+    decisions = CounterMetricFamily(
+        "nexa_route_decisions", "Requests routed to a replica, by model and reason (session, prefix, load, fallback).",
+        labels=["model", "reason"],
+    )
+    hits = CounterMetricFamily(
+        "nexa_replica_prefix_hits", "Requests sent to a replica that held the start of their prompt.", labels=["model", "replica"]
+    )
+    load = GaugeMetricFamily("nexa_replica_load", "Requests in flight on each replica.", labels=["model", "replica"])
+    cached = GaugeMetricFamily(
+        "nexa_replica_cached_prefixes", "Prompt blocks the router believes each replica holds.", labels=["model", "replica"]
+    )
+    for app, model_id in models.items():
+        affinity = affinity_of(app)
+        if affinity is None:
+            continue
+        for reason, count in affinity.counts().items():
+            decisions.add_metric([model_id, reason], count)
+        for replica, view in affinity.views().items():
+            hits.add_metric([model_id, replica], view.prefix_hits)
+            load.add_metric([model_id, replica], view.load)
+            cached.add_metric([model_id, replica], view.cached_prefixes)
+    yield from (decisions, hits, load, cached)
 
 
 @serve.ingress()

@@ -17,6 +17,9 @@ INGRESS_APP = "nexa"
 LOCAL = "local"
 # What a replica needs from the driver's environment to pull from Hugging Face on its own node.
 HUB_VARIABLES = ("HF_ENDPOINT", "HF_TOKEN", "NEXA_HFTOKEN", "HF_HUB_OFFLINE", "HF_HUB_DISABLE_XET")
+# Requests the ingress relays at once. It only waits on I/O, and Serve's default (5) would cap the whole
+# cluster at 5 requests in flight, every model together.
+INGRESS_CONCURRENCY = 4096
 INSTALL_HINT = "nexa serve --ray needs Ray Serve; install it with: pip install 'nexa[ray]' (from a clone: pip install -e '.[ray]')"
 
 
@@ -49,7 +52,8 @@ def run(settings: Settings, address: str) -> None:
         serve.start(http_options={"host": host, "port": port}, proxy_location="HeadOnly")
         # The ingress sits on the head node, beside Serve's controller and its HTTP proxy.
         head = {"num_cpus": 0, "resources": {"node:__internal_head__": 0.001}}
-        ingress = serve.deployment(NexaIngress, name="ingress", ray_actor_options=head)
+        ingress = serve.deployment(NexaIngress, name="ingress", ray_actor_options=head,
+                                   max_ongoing_requests=INGRESS_CONCURRENCY)
         serve.run(ingress.bind(settings), name=INGRESS_APP, route_prefix="/")
         nodes = [n for n in ray.nodes() if n.get("Alive")]
         log.info("nexa is on a Ray cluster of %d node%s at %s", len(nodes), "s" * (len(nodes) != 1), address)

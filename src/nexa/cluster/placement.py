@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from nexa.cluster.affinity import BLOCK
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 
@@ -12,14 +13,21 @@ from nexa.engine.spec import WorkerSpec
 UPSCALE_DELAY = 2.0
 # Seconds of load Serve averages over: long enough to ride out gaps between requests.
 LOOK_BACK = 10.0
+ROUTER = "nexa.cluster.routing.PrefixRouter"
+# Connections llama-server serves beyond its slots (its HTTP threads: slots + 2 on a small machine); one
+# more is closed unanswered (nexa.cluster.replica opens no more). A replica full with waiting requests
+# refuses the next: Serve sends it on.
+ENGINE_SPARE = 2
+# Bytes of request JSON per token of prompt, roughly: how many prefix blocks a replica's caches hold.
+JSON_PER_TOKEN = 4
 
 
 def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
     """Serve's options for the deployment of `spec.alias` ('org/repo:QUANT').
 
     Each replica reserves what its worker uses (its threads as CPUs, unless num_cpus says otherwise)
-    and takes as many requests as it has slots; more wait in Serve's queue for a free slot on any
-    replica. `replicas=N` alone keeps exactly N; with min_replicas / max_replicas, autoscaling targets
+    and takes as many requests as it has slots, plus the few that the router lets wait there for the
+    prompt it caches (nexa.cluster.affinity); more wait in Serve's queue for room on any replica. `replicas=N` alone keeps exactly N; with min_replicas / max_replicas, autoscaling targets
     full slots. By default a model has one replica, which goes after the keep-alive (scale to zero) and
     comes back on the next request."""
     name, _, quant = spec.alias.rpartition(":")
@@ -44,9 +52,14 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
         actor["num_gpus"] = options.num_gpus
     if options.resources:
         actor["resources"] = dict(options.resources)
+    router = {"request_router_class": ROUTER, "request_router_kwargs": {
+        "load_threshold": settings.route_load_threshold, "capacity": prefix_capacity(spec), "slots": spec.parallel,
+    }}
     return {
         "ray_actor_options": actor,
-        "max_ongoing_requests": spec.parallel,
+        # Its slots, and as many waiting for them as the router lets a conversation wait for its replica, up to
+        # what the engine's HTTP server holds at once; more wait in Serve's queue.
+        "max_ongoing_requests": spec.parallel + min(settings.route_load_threshold, ENGINE_SPARE),
         "autoscaling_config": {
             "min_replicas": floor,
             "initial_replicas": initial,
@@ -56,7 +69,15 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
             "look_back_period_s": look_back,
             "downscale_delay_s": max(1.0, idle - look_back),
         },
+        # router=serve keeps Serve's own choice (for comparison: bench/cluster.py).
+        **({"request_router_config": router} if options.router != "serve" else {}),
         # A replica loads a model (and may pull it first) before it is healthy.
         "health_check_timeout_s": 60.0,
         "graceful_shutdown_timeout_s": 10.0,
     }
+
+
+def prefix_capacity(spec: WorkerSpec) -> int:
+    """Prefix blocks the router remembers per replica: its slots' KV cache and as much again for the prompts
+    the engine keeps beside it. Beyond that the replica has evicted them too, so the router forgets them."""
+    return max(64, 2 * spec.ctx * spec.parallel * JSON_PER_TOKEN // BLOCK)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from nexa.cluster.affinity import RouteKey
+from nexa.cluster.placement import ENGINE_SPARE
 from nexa.engine.spec import WorkerSpec
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
@@ -92,13 +94,19 @@ class ModelReplica:
         located = await asyncio.to_thread(locate, WorkerSpec.model_validate(spec), Path(datadir))
         self._worker = Worker(with_own_key(located))
         await self._worker.start(load_timeout)
-        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0))
+        # The engine's HTTP server has a thread per open connection, idle ones included, and closes any
+        # connection beyond them unanswered ("Server disconnected without sending a response"): never open
+        # more, and let idle ones expire before the engine's own 5 s keep-alive does.
+        limits = httpx.Limits(max_connections=located.parallel + ENGINE_SPARE, keepalive_expiry=4.0)
+        self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=limits)
         self._identity = _here()
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 
-    async def relay(self, method: str, path: str, body: bytes | None) -> AsyncIterator[dict[str, Any] | bytes]:
+    async def relay(
+        self, method: str, path: str, body: bytes | None, route: RouteKey | None = None
+    ) -> AsyncIterator[dict[str, Any] | bytes]:
         """One request to the worker: first its status, content type and this replica's identity, then the
-        body's bytes as they come. Ray cancels this generator when the router's client leaves; leaving the
+        body's bytes as they come. `route` is for the router that chose this replica (nexa.cluster.routing). Ray cancels this generator when the router's client leaves; leaving the
         stream closes the engine's connection, which stops the generation and frees the slot."""
         headers = {**self._worker.headers, "Content-Type": "application/json"}
         async with self._client.stream(method, self._worker.base_url + path, content=body, headers=headers) as answer:

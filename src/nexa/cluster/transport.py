@@ -8,6 +8,7 @@ into a clean error (JSON, or a final SSE error event)."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -15,8 +16,12 @@ from typing import Any
 
 import httpx
 
+from nexa.cluster.affinity import BLOCK, RouteKey, prefix_blocks
+from nexa.server.session import current_session_hint
+
 DOMAIN = "nexa-ray"
 PROBE = "x-nexa-probe"  # marks the router's own look at a replica, which is not use
+INLINE = 64 * BLOCK  # bodies hashed on the event loop; longer ones in a thread
 
 
 def base_url(app: str) -> str:
@@ -60,13 +65,21 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         app = (request.url.host or "").removesuffix("." + DOMAIN)
         body = await request.aread()
-        if PROBE not in request.headers:
+        probe = PROBE in request.headers
+        if not probe:
             self.last_request[app] = time.monotonic()
+        route = RouteKey(probe=True) if probe else await route_key(body)
         try:
-            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None)
+            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None, route=route)
             head = await call.__anext__()
         except Exception as exc:  # no replica could take it, or it died before answering
             raise httpx.ConnectError(f"no replica of {app} answered: {exc}", request=request) from exc
         self.answered[app, head["replica"], head["node_ip"]] += 1
         headers = {"content-type": head["content_type"], "x-nexa-replica": head["replica"], "x-nexa-node": head["node_ip"]}
         return httpx.Response(head["status"], headers=headers, stream=_ReplicaStream(call), request=request)
+
+
+async def route_key(body: bytes) -> RouteKey:
+    """What nexa.cluster.routing chooses a replica by: the client's session hint and the prompt's prefix."""
+    blocks = prefix_blocks(body) if len(body) <= INLINE else await asyncio.to_thread(prefix_blocks, body)
+    return RouteKey(current_session_hint(), blocks)

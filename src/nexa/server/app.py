@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from nexa import __version__
 from nexa.media.resolve import MediaPolicy
@@ -15,6 +15,7 @@ from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.pull_pool import PullPool
 from nexa.server.response_store import ResponseStore
+from nexa.server.session import note_session_hint
 from nexa.server import ui
 from nexa.server.routes import admin, anthropic, audio, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
@@ -45,6 +46,7 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
         version=__version__,
         description="Local models behind an OpenAI-compatible API.",
         lifespan=lifespan,
+        dependencies=[Depends(note_session_hint)],
     )
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)

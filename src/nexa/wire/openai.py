@@ -464,6 +464,8 @@ class Replica(BaseModel):
     state: str = Field(description="Ray's actor state: ALIVE, PENDING_CREATION, RESTARTING ...")
     node: str | None = Field(description="The Ray node it runs on.")
     pid: int | None = Field(description="The replica's process on that node.")
+    load: int = Field(0, description="Requests the router has in flight on it.")
+    cached_prefixes: int = Field(0, description="Prompt blocks the router believes it holds (512 bytes of request each).")
 
 
 class RunningModel(BaseModel):
