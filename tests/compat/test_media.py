@@ -218,7 +218,7 @@ def test_a_local_file_is_read_from_its_descriptor_up_to_the_cap(tmp_path, monkey
 
 
 def test_a_child_decoder_that_hangs_is_stopped(monkeypatch, tmp_path):
-    from nexa.compat import images
+    from nexa.media import images
 
     hangs = tmp_path / "python"
     hangs.write_text("#!/bin/sh\nexec sleep 30\n")  # a decoder stuck on its input
