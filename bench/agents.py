@@ -154,7 +154,7 @@ DIALECTS = {"messages": Messages(), "responses": Responses(), "chat": Chat()}
 
 
 def ask(http: httpx.Client, dialect: Dialect, model: str, system: str, history: list[tuple[str, str]],
-        max_tokens: int = 24) -> Turn:
+        max_tokens: int = 8) -> Turn:
     started, first, reply, usage = time.perf_counter(), None, "", None
     with http.stream("POST", dialect.path, json={"model": model, **dialect.body(system, history, max_tokens)}) as r:
         if r.status_code != 200:
