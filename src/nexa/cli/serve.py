@@ -131,7 +131,8 @@ def serve(
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, max_audio_seconds=max_audio_seconds, keepalive=keepalive, memory_budget=memory_budget,
         device_memory_budget=device_memory_budget,
-        max_loaded_models=max_loaded_models, max_queue=max_queue, max_waiting=max_waiting, queue_timeout=queue_timeout, preload=preload,
+        max_loaded_models=max_loaded_models, max_queue=max_queue, max_waiting=max_waiting, queue_timeout=queue_timeout,
+        preload=preload,
         model_options=model_option,
     )
     settings = load_settings(**flags)
