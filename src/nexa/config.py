@@ -147,6 +147,11 @@ class Settings(BaseSettings):
     max_queue: int = Field(
         256, ge=0, description="Most requests waiting at once for a model that cannot load yet; more get 503."
     )
+    max_waiting: int = Field(
+        256, ge=0,
+        description="Most requests waiting for a free slot of one loaded model (beyond its --parallel slots), "
+        "served first come first served; more get 503 with Retry-After. Each holds two sockets in the router.",
+    )
     queue_timeout: float = Field(
         120.0, gt=0, description="Seconds a request waits for its model to find room before a 503 with Retry-After."
     )

@@ -21,6 +21,9 @@ same messages. Every message says what to do next.
 
 from __future__ import annotations
 
+import errno
+import resource
+
 
 class NexaError(Exception):
     """Root of nexa's errors."""
@@ -59,6 +62,22 @@ class Overloaded(NexaError):
 def shutting_down() -> Overloaded:
     """The refusal of a request that arrives once shutdown has begun."""
     return Overloaded("the server is shutting down; retry once it is back", retry_after=5, code="server_shutting_down")
+
+
+def out_of_files(exc: BaseException | None) -> Overloaded | None:
+    """The refusal naming the real cause when `exc`, or an error that led to it, is EMFILE (the process hit
+    its open-file limit: each request in flight holds two sockets); None for any other error."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+            soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            return Overloaded(
+                f"the server ran out of open files (its limit is {soft}); raise the limit with 'ulimit -n 65536' "
+                "before 'nexa serve', or lower --max-waiting; retry shortly", retry_after=5, code="too_many_open_files",
+            )
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 class WorkerCrashed(NexaError):

@@ -228,6 +228,23 @@ async def test_a_full_queue_refuses_at_once(tmp_path):
     await manager.close()
 
 
+async def test_requests_waiting_for_a_slot_are_bounded_per_model(tmp_path):
+    """At most --parallel + --max-waiting requests hold one model; the next is a 503 with Retry-After,
+    another model is not affected, and a freed place is taken again."""
+    manager = make_manager(tmp_path, Factory(), parallel=2, max_waiting=3)
+    leases = [await manager.acquire(A, "Q4_0") for _ in range(5)]
+    with pytest.raises(Overloaded, match="--max-waiting 3") as refused:
+        await manager.acquire(A, "Q4_0")
+    assert refused.value.code == "queue_full" and refused.value.retry_after
+    assert leases[0].model.in_flight == 5
+    (await manager.acquire(B, "Q4_0")).release()
+    leases.pop().release()
+    leases.append(await manager.acquire(A, "Q4_0"))
+    for lease in leases:
+        lease.release()
+    await manager.close()
+
+
 async def test_queued_loads_are_served_first_come_first_served(tmp_path):
     manager = make_manager(tmp_path, Factory(), memory_budget=150)
     lease = await manager.acquire(A, "Q4_0")

@@ -89,6 +89,9 @@ def serve(
         Optional[int], typer.Option(help=_help("max_loaded_models"), show_default=_default("max_loaded_models"))
     ] = None,
     max_queue: Annotated[Optional[int], typer.Option(help=_help("max_queue"), show_default=_default("max_queue"))] = None,
+    max_waiting: Annotated[
+        Optional[int], typer.Option(help=_help("max_waiting"), show_default=_default("max_waiting"))
+    ] = None,
     queue_timeout: Annotated[
         Optional[float], typer.Option(help=_help("queue_timeout"), show_default=_default("queue_timeout"))
     ] = None,
@@ -131,7 +134,8 @@ def serve(
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,
         allow_private_urls=allow_private_urls, max_audio_seconds=max_audio_seconds, keepalive=keepalive, memory_budget=memory_budget,
         device_memory_budget=device_memory_budget,
-        max_loaded_models=max_loaded_models, max_queue=max_queue, queue_timeout=queue_timeout, route_load_threshold=route_load_threshold, preload=preload,
+        max_loaded_models=max_loaded_models, max_queue=max_queue, max_waiting=max_waiting, queue_timeout=queue_timeout,
+        route_load_threshold=route_load_threshold, preload=preload,
         model_options=model_option,
     )
     settings = load_settings(**flags)

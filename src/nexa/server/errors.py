@@ -30,6 +30,7 @@ from nexa.errors import (
     StoreError,
     WorkerCrashed,
     clip,
+    out_of_files,
 )
 from nexa.wire import anthropic as anthropic_wire
 from nexa.wire import ollama as ollama_wire
@@ -200,5 +201,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        if (full := out_of_files(exc)) is not None:  # no traceback: rendering one needs files too
+            log.warning("%s %s -> %s", request.method, clip(request.url.path, MAX_LOGGED), full.message)
+            return nexa_error_response(full, request.url.path)
         log.exception("unhandled error on %s %s", request.method, clip(request.url.path, MAX_LOGGED))
         return error_response(500, "internal server error; the server log has details", "server_error", path=request.url.path)

@@ -18,7 +18,7 @@ import httpx
 from fastapi.responses import Response
 
 from nexa.compat.translator import Translator
-from nexa.errors import EngineRefused, WorkerCrashed
+from nexa.errors import EngineRefused, NexaError, WorkerCrashed, out_of_files
 from nexa.runtime import Lease
 from nexa.server.body import unless_client_leaves
 from nexa.server.collect import Collector
@@ -77,7 +77,11 @@ def _usage(data: str) -> dict | None:
     return usage if isinstance(usage, dict) else None
 
 
-def _crashed(lease: Lease, exc: Exception) -> WorkerCrashed:
+def _crashed(lease: Lease, exc: Exception) -> NexaError:
+    """Why the worker's answer broke off: the router out of open files (not the worker's fault), a drain, or a crash."""
+    if (full := out_of_files(exc)) is not None:
+        log.warning("%s", full.message)
+        return full
     if lease.model.shutting_down:  # stopped by the drain after its grace, not by a fault
         return WorkerCrashed(
             f"the server is shutting down and stopped '{lease.model.id}' before this answer was complete; "

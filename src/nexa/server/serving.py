@@ -17,7 +17,7 @@ import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from nexa.config import Settings
-from nexa.errors import NexaError, shutting_down
+from nexa.errors import NexaError, out_of_files, shutting_down
 from nexa.runtime import ModelManager
 from nexa.server.app import create_app
 from nexa.server.errors import nexa_error_response
@@ -57,6 +57,10 @@ class _DrainingServer(uvicorn.Server):
         self._gate = gate
         self._drain_ends: float | None = None
 
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        asyncio.get_running_loop().set_exception_handler(_name_out_of_files)
+        await super().startup(sockets)
+
     def handle_exit(self, sig: int, frame: Any) -> None:
         if self._drain_ends is None:
             self._drain_ends = time.monotonic() + GRACE
@@ -72,6 +76,16 @@ class _DrainingServer(uvicorn.Server):
     def _draining(self) -> bool:
         """Requests are still running and the grace has time left."""
         return self._drain_ends is not None and time.monotonic() < self._drain_ends and bool(self.server_state.tasks)
+
+
+def _name_out_of_files(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+    """asyncio reports an accept() that ran out of open files with a traceback, whose rendering needs open
+    files too (it retries a second later); say what ran out and how to raise it instead."""
+    full = out_of_files(context.get("exception"))
+    if full is None:
+        loop.default_exception_handler(context)
+    else:
+        log.warning("cannot accept a connection: %s", full.message)
 
 
 def raise_open_file_limit() -> int:
