@@ -110,8 +110,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# Most tests need little context: 2 slots sharing 1024 tokens load fast. `engine=()` serves at nexa's defaults.
-SMALL_ENGINE = ("--parallel", "2", "--ctx", "1024")
+# Most tests need little context: 2 slots sharing 2048 tokens (1024 each) load fast. `engine=()` serves at nexa's defaults.
+SMALL_ENGINE = ("--parallel", "2", "--ctx", "2048")
 
 
 class ServerProcess:

@@ -84,13 +84,23 @@ class Job:
         return Transcript(self.task, self.language, self.temperature)
 
 
+# A piece's share of the slots' one KV cache: a window's audio tokens (750-822 for Whisper-style encoders), the
+# instruction and the text it gives. Pieces run side by side only as far as their shares fit the context.
+PIECE_TOKENS = 1024
+
+
+def side_by_side(slots: int, context: int) -> int:
+    """How many pieces may run at once: one per slot, as far as the shared context holds them."""
+    return max(1, min(slots, context // PIECE_TOKENS))
+
+
 async def transcript_events(
     job: Job, transcript: Transcript, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient
 ) -> AsyncIterator[dict[str, Any]]:
     """OpenAI's stream events for the job, in order, ending with `transcript.text.done`. Closing the
     generator (the client left) cancels every piece in flight, which closes their engine streams: they stop."""
     async with await manager.acquire(job.manifest, job.quant) as held:
-        pieces = _Pieces(job, manager, media, client, held.model.parallel)
+        pieces = _Pieces(job, manager, media, client, side_by_side(held.model.parallel, held.model.spec.ctx))
         try:
             for piece, chunks in pieces.in_order():
                 span = Span(piece.index, piece.start, piece.end)
