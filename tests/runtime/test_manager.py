@@ -96,8 +96,9 @@ def by_size(spec, weights: int, gpus: dict[str, int]) -> Footprint:
 
 
 def make_manager(tmp_path, factory: Factory, gpus: tuple[Accelerator, ...] = (), models=(), **settings):
-    """A, B and C (and `models`) are in the store; `gpus` are what every runtime reports."""
-    config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, **settings})
+    """A, B and C (and `models`) are in the store; `gpus` are what every runtime reports. The fakes have no engine
+    to save their slots to disk (tests/server/test_saved_prompt_cache.py covers that)."""
+    config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, "prompt_cache_disk": 0, **settings})
     store = Store(tmp_path)
     for model in (A, B, C, *models):
         store.save(model)
