@@ -130,6 +130,29 @@ async def test_concurrent_first_requests_share_one_load(tmp_path):
     await manager.close()
 
 
+async def test_a_reload_waits_until_the_previous_worker_has_stopped(tmp_path):
+    """On its way out an engine saves its slots' prompt caches, which the next load of the model restores."""
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    (await manager.acquire(A, "Q4_0")).release()
+    first, saved = factory.workers[0], asyncio.Event()
+    stop = first.close
+
+    async def saving_then_stopping() -> None:
+        await saved.wait()
+        await stop()
+
+    first.close = saving_then_stopping
+    unload = asyncio.create_task(manager.unload("t/a:Q4_0"))
+    reload = asyncio.create_task(manager.acquire(A, "Q4_0"))
+    await until(lambda: len(factory.workers) == 2)
+    await asyncio.sleep(0.05)
+    assert not factory.workers[1].alive and first.returncode is None
+    saved.set()
+    (await reload).release()
+    assert await unload and first.returncode == 0 and factory.workers[1].alive
+
+
 async def test_idle_model_unloads_after_keepalive(tmp_path):
     factory = Factory()
     manager = make_manager(tmp_path, factory, keepalive=0.05)

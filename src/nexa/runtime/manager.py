@@ -98,6 +98,7 @@ class LoadedModel:
     shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
     retired: str | None = None  # why it was taken out of service (idle, evicted, removed ...)
     closing: bool = False  # its worker is being stopped
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # its worker has stopped (its slots saved)
 
     def serves(self, manifest: Manifest) -> bool:
         """Whether this worker runs the files `manifest` names now (a re-pull may have replaced them)."""
@@ -438,6 +439,8 @@ class ModelManager:
                  spec.kv_cache_type)
         started = time.monotonic()
         try:
+            for previous in [m for m in self._retiring if m.id == model_id and m.closing]:
+                await previous.stopped.wait()  # it is saving the prompt caches that this load restores
             await worker.start(self.settings.load_timeout)
             await self._restore_slots(model_id, worker)
         except ModelLoadFailed as exc:
@@ -618,6 +621,7 @@ class ModelManager:
             await model.worker.close()
         finally:
             self._retiring.discard(model)
+            model.stopped.set()
             self._room.set()
 
     async def _save_slots(self, model: LoadedModel) -> None:
