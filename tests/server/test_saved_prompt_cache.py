@@ -68,6 +68,10 @@ def test_a_restarted_server_restores_what_its_shutdown_saved(store: Store):
         first = ask(server, "restart")
     finally:
         server.stop()
+    # a server that restores the caches and stops before any request saves them again
+    idle = ServerProcess(store.root, "--parallel", "2", "--preload", MODEL, engine=())
+    idle.stop()
+    assert "restored 1 prompt cache(s)" in idle.output and "saved 1 prompt cache(s)" in idle.output
     server = ServerProcess(store.root, "--parallel", "2", engine=())
     try:
         again = ask(server, "restart")

@@ -80,9 +80,10 @@ async def save(base_url: str, headers: dict[str, str], folder: Path) -> list[Pat
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=SAVE_TIMEOUT) as client:
         response = await client.get("/slots")
         response.raise_for_status()
-        held = [slot["id"] for slot in response.json() if slot.get("n_prompt_tokens") and not slot.get("is_processing")]
+        # Every idle slot: one restored at load and not used since says nothing of its prompt, but holds it.
+        idle = [slot["id"] for slot in response.json() if not slot.get("is_processing")]
         tokens = size = 0
-        for slot in held:
+        for slot in idle:
             name = f"slot{slot}{SUFFIX}"
             result = await client.post(f"/slots/{slot}", params={"action": "save"}, json={"filename": name})
             result.raise_for_status()
