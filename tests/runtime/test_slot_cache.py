@@ -36,8 +36,8 @@ def test_the_folder_changes_with_whatever_invalidates_a_cache(tmp_path: Path):
 
 def test_saved_slots_come_newest_first(tmp_path: Path):
     old, new = slot(tmp_path / "m", "slot0", 10, age=60), slot(tmp_path / "m", "slot1", 10, age=1)
-    assert slot_cache.saved(tmp_path / "m") == [new, old]
-    assert slot_cache.saved(tmp_path / "absent") == []
+    assert slot_cache.prepare(tmp_path / "m") == [new, old]
+    assert slot_cache.prepare(tmp_path / "new") == [] and (tmp_path / "new").is_dir()  # llama-server checks it
 
 
 def test_pruning_deletes_the_oldest_across_models_until_the_bound_holds(tmp_path: Path):

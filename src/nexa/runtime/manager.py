@@ -441,8 +441,9 @@ class ModelManager:
         try:
             for previous in [m for m in self._retiring if m.id == model_id and m.closing]:
                 await previous.stopped.wait()  # it is saving the prompt caches that this load restores
+            saved = await self._saved_slots(worker)
             await worker.start(self.settings.load_timeout)
-            await self._restore_slots(model_id, worker)
+            await self._restore_slots(model_id, worker, saved)
         except ModelLoadFailed as exc:
             self.stats.load_failures[model_id] += 1
             reason = f"failed to load: {exc.message}"
@@ -639,15 +640,26 @@ class ModelManager:
         except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.warning("could not save the prompt caches of %s: %s", model.id, exc or type(exc).__name__)
 
-    async def _restore_slots(self, model_id: str, worker: Worker) -> None:
-        """Give a model just loaded the prompt caches its slots held when it last unloaded, before it serves."""
+    async def _saved_slots(self, worker: Worker) -> list[Path]:
+        """The prompt caches the model's last worker saved, newest first. Makes their folder, which llama-server
+        checks at its start; where that fails, this worker saves nothing."""
         folder = worker.spec.slot_save_path
         if not folder:
+            return []
+        try:
+            return await asyncio.to_thread(slot_cache.prepare, Path(folder))
+        except OSError as exc:
+            log.warning("the prompt caches of %s are not saved: %s", worker.spec.alias, exc)
+            worker.spec = worker.spec.model_copy(update={"slot_save_path": None})
+            return []
+
+    async def _restore_slots(self, model_id: str, worker: Worker, files: list[Path]) -> None:
+        """Give a model just loaded the prompt caches its slots held when it last unloaded, before it serves."""
+        if not files:
             return
         try:
-            if files := await asyncio.to_thread(slot_cache.saved, Path(folder)):
-                await asyncio.wait_for(slot_cache.restore(worker.base_url, worker.headers, files, worker.spec.parallel),
-                                       slot_cache.RESTORE_TIMEOUT)
+            await asyncio.wait_for(slot_cache.restore(worker.base_url, worker.headers, files, worker.spec.parallel),
+                                   slot_cache.RESTORE_TIMEOUT)
         except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
             log.warning("could not restore the prompt caches of %s: %s", model_id, exc or type(exc).__name__)
 

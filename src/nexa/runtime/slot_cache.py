@@ -41,10 +41,9 @@ def engine_path(folder: Path) -> str:
     return str(folder) + "/"
 
 
-def saved(folder: Path) -> list[Path]:
-    """The folder's saved slots, newest first."""
-    if not folder.is_dir():
-        return []
+def prepare(folder: Path) -> list[Path]:
+    """The folder's saved slots, newest first; makes the folder, which llama-server wants to exist at its start."""
+    folder.mkdir(parents=True, exist_ok=True)
     return sorted(folder.glob("*" + SUFFIX), key=lambda path: path.stat().st_mtime, reverse=True)
 
 
@@ -76,7 +75,7 @@ def forget(paths: list[Path]) -> None:
 async def save(base_url: str, headers: dict[str, str], folder: Path) -> list[Path]:
     """Have the engine save every idle slot that holds a prompt into `folder`; returns the files written."""
     written: list[Path] = []
-    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)  # the engine writes into it, never makes it
+    await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)  # pruning may have removed it since
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=SAVE_TIMEOUT) as client:
         response = await client.get("/slots")
         response.raise_for_status()
