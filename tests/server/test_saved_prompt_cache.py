@@ -46,8 +46,10 @@ def wait_unloaded(server: ServerProcess, store: Store, timeout: float = 30.0) ->
         time.sleep(0.1)
 
 
-def test_a_model_unloaded_by_keep_alive_gets_its_prefix_back(store: Store):
-    server = ServerProcess(store.root, "--parallel", "1", engine=())
+@pytest.mark.parity
+def test_a_model_unloaded_by_keep_alive_gets_its_prefix_back(store: Store, runtime_args: list[str]):
+    """On both runtimes: xllamacpp's engine and a llama-server binary save and restore slots alike."""
+    server = ServerProcess(store.root, "--parallel", "1", *runtime_args, engine=())
     try:
         first = ask(server, "keep-alive", **KEEP_ALIVE_0)
         assert first.prompt_tokens_details.cached_tokens < 40
