@@ -119,6 +119,12 @@ class Settings(BaseSettings):
         "after other requests (bytes, or 2GiB; 0 turns it off). Default: as much as the model's KV cache, up to "
         "8 GiB, of what its memory budget leaves after its context. Counted in the budget.",
     )
+    prompt_cache_disk: ByteSize = Field(
+        2 * 1024**3,
+        description="Disk for the prompt caches a model's slots hold when it unloads (keep-alive, memory budget, "
+        "unload, shutdown), restored when it loads again with the same files, context and KV cache type; the oldest "
+        "are deleted past this size (bytes, or 2GiB; 0 turns saving off). Kept in DATADIR/prompt-cache.",
+    )
     threads: int = Field(default_factory=default_threads, ge=1, description="CPU threads per model.")
     ngl: int = Field(-1, description="Layers offloaded to the GPU; -1 lets the engine decide.")
     runtime: str = Field(

@@ -52,14 +52,16 @@ def test_llama_server_flags_say_what_common_params_say(model_type, reasoning):
     rank = params.pooling_type == xlc.llama_pooling_type.LLAMA_POOLING_TYPE_RANK
     assert (args.get("pooling") == "rank") == rank == (model_type is ModelType.reranker)
     assert (args["host"], args["port"]) == (params.hostnames[0], str(params.port))
+    assert "slot-save-path" not in args and params.slot_save_path == ""
     assert "spec-type" not in args and params.speculative.types == [xlc.common_speculative_type.COMMON_SPECULATIVE_TYPE_NONE]
 
 
 @pytest.mark.parametrize("kind", ["f16", "q8_0", "q4_0"])
-def test_the_kv_cache_type_and_prompt_cache_are_spelled_alike(kind):
-    s = spec(ModelType.llm, kv_cache_type=kind, prompt_cache_mib=384)
+def test_the_kv_cache_type_and_prompt_caches_are_spelled_alike(kind):
+    s = spec(ModelType.llm, kv_cache_type=kind, prompt_cache_mib=384, slot_save_path="/d/prompt-cache/m-1/")
     params, args = build_params(s), flags(llama_server_args(s))
     assert int(args["cache-ram"]) == params.cache_ram_mib == 384
+    assert args["slot-save-path"] == params.slot_save_path == "/d/prompt-cache/m-1/"
     expected = getattr(xlc.ggml_type, f"GGML_TYPE_{kind.upper()}")
     assert args["cache-type-k"] == args["cache-type-v"] == kind
     assert params.cache_type_k == params.cache_type_v == expected

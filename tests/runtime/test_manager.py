@@ -96,8 +96,9 @@ def by_size(spec, weights: int, gpus: dict[str, int]) -> Footprint:
 
 
 def make_manager(tmp_path, factory: Factory, gpus: tuple[Accelerator, ...] = (), models=(), **settings):
-    """A, B and C (and `models`) are in the store; `gpus` are what every runtime reports."""
-    config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, **settings})
+    """A, B and C (and `models`) are in the store; `gpus` are what every runtime reports. The fakes have no engine
+    to save their slots to disk (tests/server/test_saved_prompt_cache.py covers that)."""
+    config = Settings(datadir=tmp_path, **{"memory_budget": 1000, "keepalive": 300, "prompt_cache_disk": 0, **settings})
     store = Store(tmp_path)
     for model in (A, B, C, *models):
         store.save(model)
@@ -127,6 +128,29 @@ async def test_concurrent_first_requests_share_one_load(tmp_path):
     for lease in leases:
         lease.release()
     await manager.close()
+
+
+async def test_a_reload_waits_until_the_previous_worker_has_stopped(tmp_path):
+    """On its way out an engine saves its slots' prompt caches, which the next load of the model restores."""
+    factory = Factory()
+    manager = make_manager(tmp_path, factory)
+    (await manager.acquire(A, "Q4_0")).release()
+    first, saved = factory.workers[0], asyncio.Event()
+    stop = first.close
+
+    async def saving_then_stopping() -> None:
+        await saved.wait()
+        await stop()
+
+    first.close = saving_then_stopping
+    unload = asyncio.create_task(manager.unload("t/a:Q4_0"))
+    reload = asyncio.create_task(manager.acquire(A, "Q4_0"))
+    await until(lambda: len(factory.workers) == 2)
+    await asyncio.sleep(0.05)
+    assert not factory.workers[1].alive and first.returncode is None
+    saved.set()
+    (await reload).release()
+    assert await unload and first.returncode == 0 and factory.workers[1].alive
 
 
 async def test_idle_model_unloads_after_keepalive(tmp_path):

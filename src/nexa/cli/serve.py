@@ -44,6 +44,9 @@ def serve(
     prompt_cache: Annotated[
         Optional[str], typer.Option(help=_help("prompt_cache"), show_default=_default("prompt_cache"))
     ] = None,
+    prompt_cache_disk: Annotated[
+        Optional[str], typer.Option(help=_help("prompt_cache_disk"), show_default="2 GiB")
+    ] = None,
     threads: Annotated[Optional[int], typer.Option(help=_help("threads"), show_default=_default("threads"))] = None,
     ngl: Annotated[Optional[int], typer.Option(help=_help("ngl"), show_default=_default("ngl"))] = None,
     runtime: Annotated[Optional[str], typer.Option(help=_help("runtime"), show_default=_default("runtime"))] = None,
@@ -129,6 +132,7 @@ def serve(
     """
     flags: dict[str, Any] = dict(
         host=host, port=port, ctx=ctx, parallel=parallel, kv_cache_type=kv_cache_type, prompt_cache=prompt_cache,
+        prompt_cache_disk=prompt_cache_disk,
         threads=threads, ngl=ngl, runtime=runtime,
         reasoning_format=reasoning_format, load_timeout=load_timeout, log_level=log_level, ui=ui, datadir=data_dir,
         api_keys=api_key, origins=origins, max_body=max_body, body_timeout=body_timeout, media_root=media_root,

@@ -39,7 +39,7 @@ def app_name(alias: str) -> str:
 
 class ServeDeployment:
     def __init__(self, spec: WorkerSpec, settings: Settings, transport: ReplicaTransport):
-        self.spec = spec
+        self.spec = spec.model_copy(update={"slot_save_path": None})  # replicas' slots are not saved on unload
         self.app = app_name(spec.alias)
         self.base_url = ""
         self._settings = settings

@@ -48,6 +48,8 @@ class EngineSettings:
     # One KV cache for all slots: a single long request can use all of it while short ones share it; without it
     # llama.cpp splits n_ctx evenly, and an agent's long prompt would not fit one slot.
     kv_unified: bool = True
+    # Where the engine writes a slot's KV cache on POST /slots/{id}?action=save and reads it back (nexa.runtime.slot_cache).
+    slot_save_path: str | None = None
 
 
 def engine_settings(spec: WorkerSpec) -> EngineSettings:
@@ -69,6 +71,7 @@ def engine_settings(spec: WorkerSpec) -> EngineSettings:
         draft_model=spec.draft_model_path,
         cache_type=spec.kv_cache_type,
         cache_ram_mib=spec.prompt_cache_mib,
+        slot_save_path=spec.slot_save_path,
     )
 
 
@@ -87,6 +90,8 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
     params.kv_unified = s.kv_unified
     params.cache_type_k = params.cache_type_v = getattr(xlc.ggml_type, f"GGML_TYPE_{s.cache_type.upper()}")
     params.cache_ram_mib = s.cache_ram_mib
+    if s.slot_save_path:
+        params.slot_save_path = s.slot_save_path
     params.cpuparams.n_threads = s.threads
     params.cpuparams_batch.n_threads = s.threads
     params.n_gpu_layers = s.ngl
@@ -146,4 +151,6 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         args += ["--spec-type", s.speculative]
     if s.draft_model:
         args += ["--spec-draft-model", s.draft_model]
+    if s.slot_save_path:
+        args += ["--slot-save-path", s.slot_save_path]
     return args

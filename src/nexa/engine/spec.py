@@ -36,6 +36,10 @@ class WorkerSpec(BaseModel):
     prompt_cache_mib: int = Field(
         0, ge=0, description="Host RAM (MiB) for prompt caches that left a slot (llama.cpp's --cache-ram); 0: none.",
     )
+    slot_save_path: str | None = Field(
+        None, description="Folder (ending in '/') where the engine saves and restores its slots' prompt caches when "
+        "asked (llama.cpp's --slot-save-path); None: slots are never saved.",
+    )
     reasoning_format: Literal["parsed", "raw"] = "parsed"
     speculative: str | None = Field(
         None, description="llama.cpp's speculative decoding type (ngram-mod, draft-simple...); None drafts nothing.",

@@ -25,12 +25,15 @@ import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import NamedTuple
+
+import httpx
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError, shutting_down
-from nexa.runtime import context, memory
+from nexa.runtime import context, memory, slot_cache
 from nexa.runtime.accelerators import Accelerator, accelerators
 from nexa.runtime.memory import Footprint, gib
 from nexa.runtime.runtimes import resolve as resolve_runtime
@@ -97,6 +100,7 @@ class LoadedModel:
     shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
     retired: str | None = None  # why it was taken out of service (idle, evicted, removed ...)
     closing: bool = False  # its worker is being stopped
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # its worker has stopped (its slots saved)
 
     def serves(self, manifest: Manifest) -> bool:
         """Whether this worker runs the files `manifest` names now (a re-pull may have replaced them)."""
@@ -302,7 +306,17 @@ class ModelManager:
         weights = _weights(manifest, quant)
         if not ctx:
             spec = spec.model_copy(update={"ctx": self._fit_context(spec, weights)})
-        return spec.model_copy(update={"prompt_cache_mib": self._prompt_cache_mib(spec, weights)})
+        spec = spec.model_copy(update={"prompt_cache_mib": self._prompt_cache_mib(spec, weights)})
+        return spec.model_copy(update={"slot_save_path": self._slot_folder(manifest, quant, spec)})
+
+    def _slot_folder(self, manifest: Manifest, quant: str, spec: WorkerSpec) -> str | None:
+        """Where the engine saves its slots' prompt caches when the model unloads (nexa.runtime.slot_cache); None
+        when --prompt-cache-disk is 0 or the model keeps no prompts (an embedder)."""
+        if not self.settings.prompt_cache_disk or spec.model_type in (ModelType.embedder, ModelType.reranker):
+            return None
+        weights = ",".join(file.sha256 for file in manifest.quants[quant].files)
+        folder = slot_cache.folder_for(self.store.root / slot_cache.FOLDER, spec.alias, spec, weights)
+        return slot_cache.engine_path(folder)
 
     def _fit_context(self, spec: WorkerSpec, weights: int) -> int:
         """The trained context of `spec`'s model, lowered as far as its RAM and GPU budgets need."""
@@ -433,7 +447,11 @@ class ModelManager:
                  spec.kv_cache_type)
         started = time.monotonic()
         try:
+            for previous in [m for m in self._retiring if m.id == model_id and m.closing]:
+                await previous.stopped.wait()  # it is saving the prompt caches that this load restores
+            saved = await self._saved_slots(worker)
             await worker.start(self.settings.load_timeout)
+            await self._restore_slots(model_id, worker, saved)
         except ModelLoadFailed as exc:
             self.stats.load_failures[model_id] += 1
             reason = f"failed to load: {exc.message}"
@@ -608,10 +626,50 @@ class ModelManager:
             self.stats.unloads[model.id, model.retired] += 1
             log.info("unloading %s (%s)", model.id, model.retired)
         try:
+            await self._save_slots(model)
             await model.worker.close()
         finally:
             self._retiring.discard(model)
+            model.stopped.set()
             self._room.set()
+
+    async def _save_slots(self, model: LoadedModel) -> None:
+        """Have a stopping engine save the prompts its slots hold (a crashed one has nothing to say), then keep
+        the saved caches within --prompt-cache-disk, oldest first."""
+        folder = model.worker.spec.slot_save_path
+        if not folder or not model.worker.alive:
+            return
+        try:
+            await asyncio.wait_for(slot_cache.save(model.worker.base_url, model.worker.headers, Path(folder)),
+                                   slot_cache.SAVE_TIMEOUT)
+            root, limit = self.store.root / slot_cache.FOLDER, int(self.settings.prompt_cache_disk)
+            if deleted := await asyncio.to_thread(slot_cache.prune, root, limit):
+                log.info("deleted the %d oldest saved prompt cache(s) to stay within %s", len(deleted), gib(limit))
+        except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.warning("could not save the prompt caches of %s: %s", model.id, exc or type(exc).__name__)
+
+    async def _saved_slots(self, worker: Worker) -> list[Path]:
+        """The prompt caches the model's last worker saved, newest first. Makes their folder, which llama-server
+        checks at its start; where that fails, this worker saves nothing."""
+        folder = worker.spec.slot_save_path
+        if not folder:
+            return []
+        try:
+            return await asyncio.to_thread(slot_cache.prepare, Path(folder))
+        except OSError as exc:
+            log.warning("the prompt caches of %s are not saved: %s", worker.spec.alias, exc)
+            worker.spec = worker.spec.model_copy(update={"slot_save_path": None})
+            return []
+
+    async def _restore_slots(self, model_id: str, worker: Worker, files: list[Path]) -> None:
+        """Give a model just loaded the prompt caches its slots held when it last unloaded, before it serves."""
+        if not files:
+            return
+        try:
+            await asyncio.wait_for(slot_cache.restore(worker.base_url, worker.headers, files, worker.spec.parallel),
+                                   slot_cache.RESTORE_TIMEOUT)
+        except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
+            log.warning("could not restore the prompt caches of %s: %s", model_id, exc or type(exc).__name__)
 
     def _detach(self, model: LoadedModel, reason: str) -> bool:
         """Take a model out of service (no new leases); False if it already was."""
