@@ -110,8 +110,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-# Most tests need little context: 2 slots sharing 2048 tokens (1024 each) load fast. `engine=()` serves at nexa's defaults.
-SMALL_ENGINE = ("--parallel", "2", "--ctx", "2048")
+# Most tests need little context: 2 slots sharing 1024 tokens load fast. `engine=()` serves at nexa's defaults.
+SMALL_ENGINE = ("--parallel", "2", "--ctx", "1024",
+                # An audio window is ~800 tokens: with one KV cache shared by the slots (some of it holding
+                # earlier prompts), the audio models get room for one window per slot.
+                "--model-option", "test/audio-qwen2a:ctx=4096", "--model-option", "test/audio-loop:ctx=4096")
 
 
 class ServerProcess:

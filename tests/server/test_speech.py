@@ -35,11 +35,10 @@ def refusal(response: httpx.Response, status: int = 400) -> dict:
 
 
 def metric(http: httpx.Client, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(http.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
+    """The sum of the samples of `name` with `labels` (every model's, unless one is named)."""
+    return sum(sample.value for family in text_string_to_metric_families(http.get("/metrics").text)
+               for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 # ---------------------------------------------------------------- answers, through the openai SDK
