@@ -94,7 +94,7 @@ def infer(
     response_format: FormatOpt = TranscriptFormat.text,
     translate: TranslateOpt = False,
     language: LanguageOpt = None,
-    ctx: Annotated[Optional[int], typer.Option(envvar="NEXA_CTX", help="Context size in tokens.", show_default="4096")] = None,
+    ctx: Annotated[Optional[int], typer.Option(envvar="NEXA_CTX", help="Context size in tokens, shared by the slots.", show_default="trained length, fitted to the memory budget")] = None,
     ngl: Annotated[
         Optional[int], typer.Option(envvar="NEXA_NGL", help="Layers offloaded to the GPU; -1 lets the engine decide.")
     ] = None,
