@@ -48,6 +48,14 @@ class EngineSettings:
     # One KV cache for all slots: a single long request can use all of it while short ones share it; without it
     # llama.cpp splits n_ctx evenly, and an agent's long prompt would not fit one slot.
     kv_unified: bool = True
+    # HTTP threads beyond the slots. Each connection the router keeps alive between requests holds one of the
+    # engine's HTTP threads; at llama.cpp's default (slots + 2 on a small machine) a new connection found no
+    # thread under load and was dropped unanswered (a 503 'worker stopped'). Idle threads cost nothing.
+    http_spare: int = 16
+
+    @property
+    def http_threads(self) -> int:
+        return self.n_parallel + self.http_spare
     # Where the engine writes a slot's KV cache on POST /slots/{id}?action=save and reads it back (nexa.runtime.slot_cache).
     slot_save_path: str | None = None
 
@@ -93,6 +101,7 @@ def build_params(spec: WorkerSpec) -> xlc.CommonParams:
     if s.slot_save_path:
         params.slot_save_path = s.slot_save_path
     params.cpuparams.n_threads = s.threads
+    params.n_threads_http = s.http_threads
     params.cpuparams_batch.n_threads = s.threads
     params.n_gpu_layers = s.ngl
     params.use_jinja = s.jinja
@@ -127,7 +136,7 @@ def llama_server_args(spec: WorkerSpec) -> list[str]:
         "--ctx-size", str(s.n_ctx), "--parallel", str(s.n_parallel),
         "--kv-unified" if s.kv_unified else "--no-kv-unified",
         "--cache-type-k", s.cache_type, "--cache-type-v", s.cache_type, "--cache-ram", str(s.cache_ram_mib),
-        "--threads", str(s.threads), "--threads-batch", str(s.threads),
+        "--threads", str(s.threads), "--threads-batch", str(s.threads), "--threads-http", str(s.http_threads),
         "--n-gpu-layers", str(s.ngl),
         "--jinja" if s.jinja else "--no-jinja",
         "--reasoning-format", s.reasoning_format,
