@@ -224,7 +224,7 @@ def main() -> None:
         with make_store() as (store, model), serve(store) as bench, \
                 httpx.Client(base_url=bench.router_url, timeout=900) as http:
             manifest, quant = bench.manager.resolve(model)
-            planned = bench.manager.plan(manifest, quant)
+            planned = bench.manager.planner.plan(manifest, quant)
             # the starter's 8,192 tokens: ~4 characters a token leaves room for 6 turns and the tools
             system = system_prompt(chars)
             tools = "tools" in http.get(f"/v1/models/{model}").json()["capabilities"]

@@ -125,7 +125,7 @@ def bare_engine(spec: WorkerSpec) -> Iterator[tuple[str, dict[str, str]]]:
 def engine_spec(store: Store, model_id: str, **settings: object) -> WorkerSpec:
     """How `nexa serve` with these settings would start `model_id` from `store`: the manager's own spec."""
     manager = ModelManager(store, Settings(datadir=store.root, **settings))
-    return manager.spec(*manager.resolve(model_id))
+    return manager.planner.spec(*manager.resolve(model_id))
 
 
 @contextmanager

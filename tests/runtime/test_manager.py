@@ -363,7 +363,7 @@ async def test_supervisor_notices_a_crash_without_a_request(tmp_path):
 async def test_failed_load_names_model_and_reason_and_other_models_still_load(tmp_path):
     factory = Factory()
     manager = make_manager(tmp_path, factory)
-    factory.failing[str(manager.spec(A, "Q4_0").model_path)] = "llama_model_load: tensor data is not within the file"
+    factory.failing[str(manager.planner.spec(A, "Q4_0").model_path)] = "llama_model_load: tensor data is not within the file"
     for _ in range(2):  # the first retry is immediate
         with pytest.raises(ModelLoadFailed, match="'t/a:Q4_0' failed to load: llama_model_load"):
             await manager.acquire(A, "Q4_0")
@@ -398,7 +398,7 @@ async def test_unload_waits_for_requests_in_flight(tmp_path):
 
 async def test_model_options_override_serve_settings(tmp_path):
     manager = make_manager(tmp_path, Factory(), ctx=1024, parallel=4, model_options=["t/a:ctx=8192,parallel=1"])
-    spec_a, spec_b = manager.spec(A, "Q4_0"), manager.spec(B, "Q4_0")
+    spec_a, spec_b = manager.planner.spec(A, "Q4_0"), manager.planner.spec(B, "Q4_0")
     assert (spec_a.ctx, spec_a.parallel) == (8192, 1) and (spec_b.ctx, spec_b.parallel) == (1024, 4)
     assert await manager.context_for(A, "Q4_0") == 8192
 

@@ -211,7 +211,7 @@ def test_small_budget_evicts_the_least_recently_used_model_and_preload_loads_at_
     estimates = []
     for name in (TEXT, OTHER):
         manifest, quant = manager.resolve(name)
-        estimates.append(memory.estimate(manager.spec(manifest, quant), manifest.quants[quant].size, {}).ram)
+        estimates.append(memory.estimate(manager.planner.spec(manifest, quant), manifest.quants[quant].size, {}).ram)
     budget = max(estimates) + min(estimates) // 2  # room for one of the two, never both
     server = ServerProcess(lifecycle_store.root, "--memory-budget", str(budget), "--preload", TEXT,
                            env={"NEXA_DATADIR": str(lifecycle_store.root) + "//"})

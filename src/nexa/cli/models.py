@@ -13,7 +13,7 @@ from nexa.cli.common import DataDirOpt, console, human_size, open_store, wheel_c
 from nexa.errors import ModelNotFound
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.config import load_settings
-from nexa.runtime import ModelManager
+from nexa.runtime.planning import Planner
 from nexa.store import Manifest, ModelRef, Store
 from nexa.store.facts import capabilities as model_capabilities
 from nexa.store.gguf_meta import GGUFInfo, read_info
@@ -64,7 +64,7 @@ def show(
 
 def _served_context(store: Store, manifest: Manifest, quant: str) -> str:
     """The context `nexa serve` would give it with the NEXA_* settings of this shell, and its memory."""
-    plan = ModelManager(store, load_settings(datadir=store.root)).plan(manifest, quant)
+    plan = Planner(store, load_settings(datadir=store.root)).plan(manifest, quant)
     return (f"{plan.spec.ctx:,} tokens, {plan.spec.kv_cache_type} KV cache (about {plan.need.describe()} loaded; "
             "--ctx or --model-option NAME:ctx=N sets it)")
 

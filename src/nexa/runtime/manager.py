@@ -23,139 +23,35 @@ import logging
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import NamedTuple
-
-import httpx
 
 from nexa.config import Settings
 from nexa.engine.spec import WorkerSpec
 from nexa.errors import ModelLoadFailed, Overloaded, StoreError, shutting_down
-from nexa.runtime import context, memory, slot_cache
-from nexa.runtime.accelerators import Accelerator, accelerators
-from nexa.runtime.memory import Footprint, gib
-from nexa.runtime.runtimes import resolve as resolve_runtime
-from nexa.runtime.speculative import draft_fields
+from nexa.runtime import memory, slot_cache
+from nexa.runtime.accelerators import accelerators
+from nexa.runtime.admission import Budgets, eviction_order
+from nexa.runtime.loaded import LOAD_GRACE, Lease, LoadedModel
+from nexa.runtime.memory import Footprint
+from nexa.runtime.planning import Accelerators, Estimator, Planner
 from nexa.runtime.worker import Worker
-from nexa.store import Manifest, ModelRef, ModelType, Store
-from nexa.store.gguf_meta import read_shape
+from nexa.store import Manifest, ModelRef, Store
 
 log = logging.getLogger("nexa.manager")
 
 WorkerFactory = Callable[[WorkerSpec], Worker]
-Estimator = Callable[[WorkerSpec, int, Mapping[str, int]], Footprint]
-Accelerators = Callable[[str], tuple[Accelerator, ...]]
 
 # A worker that ran this long before dying was healthy: its crash starts the back-off afresh.
 STABLE_AFTER = 60.0
-# A model just loaded stays at least this long, so the requests that waited for the load lease it
-# before keep-alive (even 0) can unload it; they resume within microseconds.
-LOAD_GRACE = 1.0
-# A busy model is drained for another only after serving this many times as long as its load took,
-# so under demand for more models than fit, at most a fifth of the time goes to loading.
-RESIDENCY = 4.0
 MAX_BACKOFF = 60.0
 # Seconds between checks that each loaded model's files are still those in the store.
 STORE_CHECK = 2.0
-# llama-server's default host RAM for prompt caches (--cache-ram 8192): nexa's default never takes more.
-PROMPT_CACHE_CAP = 8 * memory.GIB
-# llama.cpp's ngl: -1 lets it offload as many layers as fit; -2 is all of them, whatever they need.
-AUTO_LAYERS = -1
-
-
-def _weights(manifest: Manifest, quant: str) -> int:
-    """Bytes of the files a load maps: the quant's shards and the projector."""
-    return manifest.quants[quant].size + (manifest.mmproj.size if manifest.mmproj else 0)
 
 
 def backoff(failures: int) -> float:
     """Seconds to wait before the next try after `failures` in a row: 0, 1, 2, 4 ... 60."""
     return 0.0 if failures <= 1 else min(MAX_BACKOFF, 2.0 ** (failures - 2))
-
-
-class Plan(NamedTuple):
-    """How a model would load: its spec, its estimated footprint, and the GPUs its runtime sees (name -> bytes)."""
-
-    spec: WorkerSpec
-    need: Footprint
-    gpus: dict[str, int]
-
-
-@dataclass(eq=False)  # identity: one worker, kept in sets
-class LoadedModel:
-    id: str  # org/repo:QUANT
-    manifest: Manifest
-    quant: str
-    worker: Worker
-    spec: WorkerSpec
-    footprint: Footprint = field(default_factory=Footprint)  # as its runtime reported it, else as estimated
-    keep_alive: float = 300.0  # seconds idle before unloading; negative keeps it loaded
-    in_flight: int = 0
-    last_used: float = field(default_factory=time.monotonic)
-    started: float = field(default_factory=time.monotonic)
-    load_seconds: float = 0.0
-    loaded_at: float = field(default_factory=time.time)
-    shutting_down: bool = False  # stopped by the shutdown drain: requests it cuts are labelled so
-    retired: str | None = None  # why it was taken out of service (idle, evicted, removed ...)
-    closing: bool = False  # its worker is being stopped
-    stopped: asyncio.Event = field(default_factory=asyncio.Event)  # its worker has stopped (its slots saved)
-
-    def serves(self, manifest: Manifest) -> bool:
-        """Whether this worker runs the files `manifest` names now (a re-pull may have replaced them)."""
-        return manifest.quants.get(self.quant) == self.manifest.quants[self.quant] and manifest.mmproj == self.manifest.mmproj
-
-    @property
-    def parallel(self) -> int:
-        return self.spec.parallel
-
-    @property
-    def queued(self) -> int:
-        """Requests waiting in the engine's queue for a free slot."""
-        return max(0, self.in_flight - self.parallel)
-
-    def drainable(self, now: float) -> bool:
-        """Whether it may be taken out of service for another model: its waiters have leased it, and
-        if busy, it has served long enough to be worth its load."""
-        residency = LOAD_GRACE if not self.in_flight else max(LOAD_GRACE, RESIDENCY * self.load_seconds)
-        return now >= self.started + residency
-
-    def idle_seconds(self, now: float) -> float:
-        return 0.0 if self.in_flight else max(0.0, now - self.last_used)
-
-    def expires_at(self) -> float | None:
-        """When keep-alive unloads it: never while leased or with a negative keep-alive."""
-        if self.in_flight or self.keep_alive < 0:
-            return None
-        return max(self.last_used + self.keep_alive, self.started + LOAD_GRACE)
-
-
-class Lease:
-    """A request's hold on a loaded model; the model is not unloaded while any lease is open."""
-
-    def __init__(self, model: LoadedModel, on_release: Callable[[LoadedModel], None] = lambda model: None):
-        self.model = model
-        self._on_release = on_release
-        self._open = True
-        model.in_flight += 1
-
-    @property
-    def worker(self) -> Worker:
-        return self.model.worker
-
-    def release(self) -> None:
-        if self._open:
-            self._open = False
-            self.model.in_flight -= 1
-            self.model.last_used = time.monotonic()
-            self._on_release(self.model)
-
-    async def __aenter__(self) -> Lease:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.release()
 
 
 @dataclass
@@ -194,10 +90,8 @@ class ModelManager:
         self.store = store
         self.settings = settings
         self.stats = ManagerStats()
+        self.planner = Planner(store, settings, estimator, gpus)
         self._worker_factory = worker_factory
-        self._estimate = estimator
-        self._gpus = gpus
-        self._device_sizes: dict[str, int] = {}  # every GPU a runtime in use reported: name -> bytes
         self._loaded: dict[str, LoadedModel] = {}
         self._retiring: set[LoadedModel] = set()  # out of service; each closes once its requests end
         self._loading: dict[str, asyncio.Task[LoadedModel]] = {}
@@ -249,16 +143,7 @@ class ModelManager:
                 if m.manifest.name.lower() == ref.repo.lower() and ref.quant in (None, m.quant)]
 
     def device_budgets(self) -> dict[str, int]:
-        """Bytes models may take on each GPU a runtime reported: --device-memory-budget, else 90% of it."""
-        return self._budgets_for(self._device_sizes)
-
-    def _budgets_for(self, sizes: Mapping[str, int]) -> dict[str, int]:
-        fixed = self.settings.device_memory_budget
-        return {name: memory.device_budget(size, fixed) for name, size in sizes.items()}
-
-    def _gpu_sizes(self, runtime: str) -> dict[str, int]:
-        """The GPUs `runtime` sees: name -> bytes (asked once per runtime; may start a process: off the loop)."""
-        return {gpu.name: gpu.total for gpu in self._gpus(runtime)}
+        return self.planner.device_budgets()
 
     def memory_used(self) -> Footprint:
         """What models hold (loaded or still closing) and loads under way have reserved, in RAM and per GPU."""
@@ -272,7 +157,7 @@ class ModelManager:
         """The context `manifest:quant` gets: its loaded worker's, else what a load would give it now (see
         spec(): call it off the event loop)."""
         model = self._loaded.get(f"{manifest.name}:{quant}")
-        return model.spec.ctx if model is not None else self.spec(manifest, quant).ctx
+        return model.spec.ctx if model is not None else self.planner.spec(manifest, quant).ctx
 
     async def context_for(self, manifest: Manifest, quant: str) -> int:
         """planned_context(), from the event loop."""
@@ -280,75 +165,6 @@ class ModelManager:
         if model is not None:
             return model.spec.ctx
         return await asyncio.to_thread(self.planned_context, manifest, quant)
-
-    def spec(self, manifest: Manifest, quant: str) -> WorkerSpec:
-        """How `manifest:quant` would be started: serve-wide settings with its --model-option overrides. Its
-        context is --ctx / ctx= when set, else fitted to its budgets (nexa.runtime.context); that reads the GGUF
-        header and asks the runtime for its GPUs, so call it off the event loop."""
-        folder = self.store.model_dir(manifest.name)
-        options = self.settings.options_for(manifest.name, quant)
-        ctx = options.ctx or self.settings.ctx
-        spec = WorkerSpec(
-            model_path=str(manifest.quants[quant].files[0].location(folder)),
-            mmproj_path=str(manifest.mmproj.location(folder)) if manifest.mmproj else None,
-            model_type=manifest.model_type,
-            alias=f"{manifest.name}:{quant}",
-            ctx=ctx or context.FALLBACK,
-            parallel=options.parallel or self.settings.parallel,
-            threads=options.threads or self.settings.threads,
-            ngl=self.settings.ngl if options.ngl is None else options.ngl,
-            kv_cache_type=options.kv_cache_type or self.settings.kv_cache_type,
-            reasoning_format=self.settings.reasoning_format,
-            runtime=resolve_runtime(self.settings.runtime_for(manifest.name, quant), self.settings.datadir),
-            api_key=Worker.new_api_key(),
-            **draft_fields(self.store, options.draft),
-        )
-        weights = _weights(manifest, quant)
-        if not ctx:
-            spec = spec.model_copy(update={"ctx": self._fit_context(spec, weights)})
-        spec = spec.model_copy(update={"prompt_cache_mib": self._prompt_cache_mib(spec, weights)})
-        return spec.model_copy(update={"slot_save_path": self._slot_folder(manifest, quant, spec)})
-
-    def _slot_folder(self, manifest: Manifest, quant: str, spec: WorkerSpec) -> str | None:
-        """Where the engine saves its slots' prompt caches when the model unloads (nexa.runtime.slot_cache); None
-        when --prompt-cache-disk is 0 or the model keeps no prompts (an embedder)."""
-        if not self.settings.prompt_cache_disk or spec.model_type in (ModelType.embedder, ModelType.reranker):
-            return None
-        weights = ",".join(file.sha256 for file in manifest.quants[quant].files)
-        folder = slot_cache.folder_for(self.store.root / slot_cache.FOLDER, spec.alias, spec, weights)
-        return slot_cache.engine_path(folder)
-
-    def _fit_context(self, spec: WorkerSpec, weights: int) -> int:
-        """The trained context of `spec`'s model, lowered as far as its RAM and GPU budgets need."""
-        shape = read_shape(spec.model_path)
-        trained = shape.n_ctx_train if shape is not None and shape.n_ctx_train else context.FALLBACK
-        if spec.model_type in (ModelType.embedder, ModelType.reranker):
-            trained = min(trained, context.RETRIEVAL_CAP)
-        sizes = self._gpu_sizes(spec.runtime)
-        return context.fit_context(
-            trained, lambda ctx: self._estimate(spec.model_copy(update={"ctx": ctx}), weights, sizes),
-            self.memory_budget, self._budgets_for(sizes),
-        )
-
-    def _prompt_cache_mib(self, spec: WorkerSpec, weights: int) -> int:
-        """--prompt-cache if set; else room for one full context's KV cache (up to llama-server's 8 GiB), out of
-        what the memory budget leaves once the model and its context are counted: the context comes first."""
-        if self.settings.prompt_cache is not None:
-            return int(self.settings.prompt_cache) // memory.MIB
-        shape = read_shape(spec.model_path)
-        if shape is None:
-            return 0
-        room = self.memory_budget - self._estimate(spec, weights, self._gpu_sizes(spec.runtime)).ram
-        return max(0, min(shape.kv_bytes_per_token(spec.kv_cache_type) * spec.ctx, PROMPT_CACHE_CAP, room)) // memory.MIB
-
-    def plan(self, manifest: Manifest, quant: str) -> Plan:
-        """How a load of `manifest:quant` would start and what it would hold, estimated (off the event loop)."""
-        spec = self.spec(manifest, quant)
-        sizes = self._gpu_sizes(spec.runtime)
-        need = self._estimate(spec, _weights(manifest, quant), sizes)
-        if spec.ngl == AUTO_LAYERS:  # the engine picks the GPU layers (its --fit): what does not fit stays in RAM
-            need = memory.fit_devices(need, self._budgets_for(sizes))
-        return Plan(spec, need, sizes)
 
     # ------------------------------------------------------------------ leasing
 
@@ -439,8 +255,8 @@ class ModelManager:
     # ------------------------------------------------------------------ loading
 
     async def _load(self, model_id: str, manifest: Manifest, quant: str) -> LoadedModel:
-        spec, need, sizes = await asyncio.to_thread(self.plan, manifest, quant)
-        self._device_sizes.update(sizes)
+        spec, need, sizes = await asyncio.to_thread(self.planner.plan, manifest, quant)
+        self.planner.saw(sizes)
         await self._admit(model_id, need)
         worker = self._worker_factory(spec)
         log.info("loading %s (about %s; context %d tokens, %s KV cache)", model_id, need.describe(), spec.ctx,
@@ -449,9 +265,9 @@ class ModelManager:
         try:
             for previous in [m for m in self._retiring if m.id == model_id and m.closing]:
                 await previous.stopped.wait()  # it is saving the prompt caches that this load restores
-            saved = await self._saved_slots(worker)
+            saved = await slot_cache.saved_for(worker)
             await worker.start(self.settings.load_timeout)
-            await self._restore_slots(model_id, worker, saved)
+            await slot_cache.restore_for(worker, saved)
         except ModelLoadFailed as exc:
             self.stats.load_failures[model_id] += 1
             reason = f"failed to load: {exc.message}"
@@ -481,7 +297,9 @@ class ModelManager:
     async def _admit(self, model_id: str, need: Footprint) -> None:
         """Wait, first come first served, until `need` (in RAM and on each GPU) and one more model fit; then
         reserve it. Gives up with 503 after --queue-timeout seconds."""
-        self._check_whole_budgets(model_id, need)
+        budgets = self._budgets()
+        if (too_big := budgets.too_big(model_id, need)) is not None:
+            raise too_big
         deadline = time.monotonic() + self.settings.queue_timeout
         try:
             await asyncio.wait_for(self._admission.acquire(), self.settings.queue_timeout)
@@ -504,62 +322,21 @@ class ModelManager:
         finally:
             self._admission.release()
 
-    def _check_whole_budgets(self, model_id: str, need: Footprint) -> None:
-        """A model larger than a whole budget can never load: say so at once, with the fix."""
-        smaller = f"give it a smaller context (--model-option {model_id}:ctx=2048 or kv_cache_type=q8_0)"
-        if need.ram > self.memory_budget:
-            raise Overloaded(
-                f"model '{model_id}' needs about {gib(need.ram)} of RAM, more than the whole memory budget of "
-                f"{gib(self.memory_budget)}; raise --memory-budget or {smaller}", code="memory_budget",
-            )
-        budgets = self.device_budgets()
-        for name, size in need.devices.items():
-            if size > budgets.get(name, size):
-                raise Overloaded(
-                    f"model '{model_id}' needs about {gib(size)} on {name}, more than its device budget of "
-                    f"{gib(budgets[name])}; offload fewer layers (--model-option {model_id}:ngl=-1 lets the "
-                    f"engine choose), raise --device-memory-budget or {smaller}", code="memory_budget",
-                )
-
     async def _make_room(self, model_id: str, need: Footprint, draining: list[LoadedModel]) -> bool:
-        """Take the least recently used models out of service, if that makes `need` and one more model fit
-        once they close: idle ones close now, busy ones when their requests end (added to `draining`). Only a
-        model that frees what is short is taken: a CPU model stays when a GPU is full. True if it fits now."""
+        """Take models out of service (nexa.runtime.admission chooses them) if that makes `need` fit once they
+        close: idle ones close now, busy ones when their requests end (added to `draining`). True if it fits now."""
         self._room.clear()
-        now = time.monotonic()
-        candidates = sorted(
-            (m for m in self._loaded.values() if m.drainable(now)),
-            key=lambda m: (m.in_flight > 0, m.last_used),
-        )
-        used, places = self.memory_used(), self._places_used()
-        victims: list[LoadedModel] = []
-        for victim in candidates:
-            if self._fits(need, used, places):
-                break
-            if self._helps(victim.footprint, need, used, places):
-                victims.append(victim)
-                used, places = used - victim.footprint, places - 1
-        if victims and self._fits(need, used, places):
-            for victim in victims:
-                log.info("%s %s to make room for %s", "retiring (after its requests end)" if victim.in_flight
-                         else "unloading", victim.id, model_id)
-            draining += [victim for victim in victims if victim.in_flight]
-            await asyncio.gather(*(self._retire(victim, "evicted") for victim in victims))
-        return self._fits(need, self.memory_used(), self._places_used())
+        victims = self._budgets().victims(eviction_order(self._loaded.values(), time.monotonic()), need,
+                                          self.memory_used(), self._places_used())
+        for victim in victims:
+            log.info("%s %s to make room for %s", "retiring (after its requests end)" if victim.in_flight
+                     else "unloading", victim.id, model_id)
+        draining += [victim for victim in victims if victim.in_flight]
+        await asyncio.gather(*(self._retire(victim, "evicted") for victim in victims))
+        return self._budgets().fits(need, self.memory_used(), self._places_used())
 
-    def _short(self, need: Footprint, used: Footprint, places: int) -> tuple[bool, set[str], bool]:
-        """What keeps `need` from fitting: RAM, which GPUs, a model place."""
-        limit, budgets = self.settings.max_loaded_models, self.device_budgets()
-        devices = {name for name, size in need.devices.items()
-                   if name in budgets and used.devices.get(name, 0) + size > budgets[name]}
-        return used.ram + need.ram > self.memory_budget, devices, bool(limit and places >= limit)
-
-    def _fits(self, need: Footprint, used: Footprint, places: int) -> bool:
-        return not any(self._short(need, used, places))
-
-    def _helps(self, held: Footprint, need: Footprint, used: Footprint, places: int) -> bool:
-        ram, devices, place = self._short(need, used, places)
-        return place or (ram and held.ram > 0) or any(held.devices.get(name, 0) > 0 for name in devices)
+    def _budgets(self) -> Budgets:
+        return Budgets(self.memory_budget, self.device_budgets(), self.settings.max_loaded_models)
 
     def _restore(self, models: list[LoadedModel]) -> None:
         """Put drained models that are still serving back in service, unless a new load of theirs is under way."""
@@ -572,20 +349,8 @@ class ModelManager:
                 log.info("%s serves on: the load it made room for was given up", model.id)
 
     def _no_room(self, model_id: str, need: Footprint) -> Overloaded:
-        budget, limit, used = self.memory_budget, self.settings.max_loaded_models, self.memory_used()
-        busy = ", ".join(f"{m.id} ({m.footprint.describe()})"
-                         for m in (*self._loaded.values(), *self._retiring) if m.in_flight)
-        devices = "".join(f", {gib(used.devices.get(name, 0))} of the {gib(size)} budget on {name}"
-                          for name, size in self.device_budgets().items() if name in need.devices)
-        return Overloaded(
-            f"cannot load '{model_id}' (about {need.describe()}) within {self.settings.queue_timeout:g} s: "
-            f"{gib(used.ram)} of the {gib(budget)} memory budget{devices}"
-            + (f" and {self._places_used()} of {limit} model places" if limit else "")
-            + f" are held by models serving requests ({busy or 'loads under way'}); retry when they finish, "
-            "or raise --memory-budget / --max-loaded-models",
-            retry_after=5,
-            code="memory_budget",
-        )
+        return self._budgets().no_room(model_id, need, self.memory_used(), self._places_used(),
+                                       [*self._loaded.values(), *self._retiring], self.settings.queue_timeout)
 
     def _record_failure(self, model_id: str, reason: str, *, crashed: bool, healthy: bool = False) -> None:
         previous = self._failures.get(model_id)
@@ -626,50 +391,13 @@ class ModelManager:
             self.stats.unloads[model.id, model.retired] += 1
             log.info("unloading %s (%s)", model.id, model.retired)
         try:
-            await self._save_slots(model)
+            await slot_cache.save_for(model.worker, self.store.root / slot_cache.FOLDER,
+                                      int(self.settings.prompt_cache_disk))
             await model.worker.close()
         finally:
             self._retiring.discard(model)
             model.stopped.set()
             self._room.set()
-
-    async def _save_slots(self, model: LoadedModel) -> None:
-        """Have a stopping engine save the prompts its slots hold (a crashed one has nothing to say), then keep
-        the saved caches within --prompt-cache-disk, oldest first."""
-        folder = model.worker.spec.slot_save_path
-        if not folder or not model.worker.alive:
-            return
-        try:
-            await asyncio.wait_for(slot_cache.save(model.worker.base_url, model.worker.headers, Path(folder)),
-                                   slot_cache.SAVE_TIMEOUT)
-            root, limit = self.store.root / slot_cache.FOLDER, int(self.settings.prompt_cache_disk)
-            if deleted := await asyncio.to_thread(slot_cache.prune, root, limit):
-                log.info("deleted the %d oldest saved prompt cache(s) to stay within %s", len(deleted), gib(limit))
-        except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
-            log.warning("could not save the prompt caches of %s: %s", model.id, exc or type(exc).__name__)
-
-    async def _saved_slots(self, worker: Worker) -> list[Path]:
-        """The prompt caches the model's last worker saved, newest first. Makes their folder, which llama-server
-        checks at its start; where that fails, this worker saves nothing."""
-        folder = worker.spec.slot_save_path
-        if not folder:
-            return []
-        try:
-            return await asyncio.to_thread(slot_cache.prepare, Path(folder))
-        except OSError as exc:
-            log.warning("the prompt caches of %s are not saved: %s", worker.spec.alias, exc)
-            worker.spec = worker.spec.model_copy(update={"slot_save_path": None})
-            return []
-
-    async def _restore_slots(self, model_id: str, worker: Worker, files: list[Path]) -> None:
-        """Give a model just loaded the prompt caches its slots held when it last unloaded, before it serves."""
-        if not files:
-            return
-        try:
-            await asyncio.wait_for(slot_cache.restore(worker.base_url, worker.headers, files, worker.spec.parallel),
-                                   slot_cache.RESTORE_TIMEOUT)
-        except (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError) as exc:
-            log.warning("could not restore the prompt caches of %s: %s", model_id, exc or type(exc).__name__)
 
     def _detach(self, model: LoadedModel, reason: str) -> bool:
         """Take a model out of service (no new leases); False if it already was."""

@@ -4,7 +4,7 @@ when the model loads again, so an agent's next session after a keep-alive or bud
 The engine writes and reads the files itself (llama.cpp's POST /slots/{id}?action=save|restore, inside the folder it
 was given as --slot-save-path); nexa picks that folder, keyed on what makes a saved cache valid (the model's files,
 its context size, KV cache type and runtime), and keeps all such folders within a disk bound, oldest files first.
-The file-system parts block, so the manager runs them in a thread.
+The file-system parts run in a thread.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 import httpx
 
 from nexa.engine.spec import WorkerSpec
-from nexa.runtime.memory import MIB
+from nexa.runtime.memory import MIB, gib
+from nexa.runtime.worker import Worker
 
 log = logging.getLogger("nexa.slot_cache")
 
@@ -119,3 +120,45 @@ async def restore(base_url: str, headers: dict[str, str], files: list[Path], slo
         log.info("restored %d prompt cache(s) from %s: %d tokens, %.1f MiB", len(done), files[0].parent, tokens,
                  size / MIB)
     return tokens
+
+
+# What a failed save or restore may raise: it is logged, and the model loads or unloads without its caches.
+_FAILED = (OSError, httpx.HTTPError, asyncio.TimeoutError, ValueError, KeyError, TypeError)
+
+
+async def save_for(worker: Worker, root: Path, limit: int) -> None:
+    """Have a stopping engine save the prompts its slots hold (a crashed one has nothing to say), then keep the
+    saved caches under `root` within `limit` bytes, oldest first."""
+    folder = worker.spec.slot_save_path
+    if not folder or not worker.alive:
+        return
+    try:
+        await asyncio.wait_for(save(worker.base_url, worker.headers, Path(folder)), SAVE_TIMEOUT)
+        if deleted := await asyncio.to_thread(prune, root, limit):
+            log.info("deleted the %d oldest saved prompt cache(s) to stay within %s", len(deleted), gib(limit))
+    except _FAILED as exc:
+        log.warning("could not save the prompt caches of %s: %s", worker.spec.alias, exc or type(exc).__name__)
+
+
+async def saved_for(worker: Worker) -> list[Path]:
+    """The prompt caches the model's last worker saved, newest first. Makes their folder, which llama-server checks
+    at its start; where that fails, this worker saves nothing."""
+    folder = worker.spec.slot_save_path
+    if not folder:
+        return []
+    try:
+        return await asyncio.to_thread(prepare, Path(folder))
+    except OSError as exc:
+        log.warning("the prompt caches of %s are not saved: %s", worker.spec.alias, exc)
+        worker.spec = worker.spec.model_copy(update={"slot_save_path": None})
+        return []
+
+
+async def restore_for(worker: Worker, files: list[Path]) -> None:
+    """Give a model just loaded the prompt caches its slots held when it last unloaded, before it serves."""
+    if not files:
+        return
+    try:
+        await asyncio.wait_for(restore(worker.base_url, worker.headers, files, worker.spec.parallel), RESTORE_TIMEOUT)
+    except _FAILED as exc:
+        log.warning("could not restore the prompt caches of %s: %s", worker.spec.alias, exc or type(exc).__name__)

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter
 
 from nexa.errors import ModelNotFound
-from nexa.runtime.manager import LoadedModel
+from nexa.runtime.loaded import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
 from nexa.store import facts
