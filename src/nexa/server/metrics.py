@@ -33,6 +33,7 @@ class RequestRecord:
 
     model: str = ""
     prompt_tokens: int = 0
+    cached_tokens: int = 0
     completion_tokens: int = 0
     audio_seconds: float = 0.0
 
@@ -58,6 +59,7 @@ def note_usage(usage: Any) -> None:
     record = _current.get()
     if record is not None and isinstance(usage, dict):
         record.prompt_tokens += int(usage.get("prompt_tokens") or 0)
+        record.cached_tokens += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
         record.completion_tokens += int(usage.get("completion_tokens") or 0)
 
 
@@ -79,7 +81,11 @@ class Metrics:
             ["route", "model"], buckets=_TTFT_BUCKETS, registry=self.registry,
         )
         self.prompt_tokens = Counter(
-            "nexa_prompt_tokens", "Prompt tokens processed, from the engine's usage.", ["model"], registry=self.registry
+            "nexa_prompt_tokens", "Prompt tokens, from the engine's usage (those from its prompt cache included).", ["model"], registry=self.registry
+        )
+        self.cached_tokens = Counter(
+            "nexa_prompt_cached_tokens", "Prompt tokens the engine took from its prompt cache instead of processing "
+            "them again (part of nexa_prompt_tokens).", ["model"], registry=self.registry,
         )
         self.generated_tokens = Counter(
             "nexa_generated_tokens", "Tokens generated, from the engine's usage.", ["model"], registry=self.registry
@@ -97,6 +103,7 @@ class Metrics:
             self.ttft.labels(route, model).observe(first_event)
         if model:
             self.prompt_tokens.labels(model).inc(record.prompt_tokens)
+            self.cached_tokens.labels(model).inc(record.cached_tokens)
             self.generated_tokens.labels(model).inc(record.completion_tokens)
             if record.audio_seconds:
                 self.audio_seconds.labels(model).inc(record.audio_seconds)
