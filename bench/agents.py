@@ -232,7 +232,9 @@ def main() -> None:
                 system += "\n\nTools:\n" + json.dumps(TOOLS, indent=1)
             for dialect in args.dialects.split(","):
                 DIALECTS[dialect].tools = tools
-                turns = conversation(http, DIALECTS[dialect], model, system, args.turns)
+                # Each dialect's agent has a prompt of its own: its first turn finds nothing in the cache.
+                own = f"You are {dialect}-agent. {system}"
+                turns = conversation(http, DIALECTS[dialect], model, own, args.turns)
                 share, ttft = report(f"{name} ({model}) through {DIALECTS[dialect].path}", turns)
                 summary.append((name, dialect, share, ttft))
             running = http.get("/v1/ps").json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,16 @@ def test_a_template_supports_tools_when_its_code_reads_the_variable():
     assert template_reads_tools("{%- if not tools is defined %}{% set tools = none %}{% endif %}")
     # the word in literal text or in a quoted string is not the variable
     assert not template_reads_tools("tools: {{ 'no <tools> here' }}{{ custom_tools }}")
+    assert template_reads_tools("{{ never closed {% if x %}{{% if tools %}ok{% endif %}")
+
+
+def test_reading_a_hostile_template_takes_one_pass():
+    """Openers that never close: a lazy regex scans the rest of the template for each (5 s for 20,000 of them,
+    minutes for 100,000)."""
+    hostile = "{{ " * 100_000 + "{% if tools %}"
+    started = time.process_time()
+    assert template_reads_tools(hostile)
+    assert time.process_time() - started < 2
 
 
 def test_supports_tools_reads_each_models_own_template(tiny_dir: Path):

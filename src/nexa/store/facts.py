@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +16,8 @@ from nexa.store.gguf_meta import file_version, read_chat_template, read_info
 from nexa.store.manifest import Manifest, ModelType
 
 # Jinja tags, and the quoted strings inside them: a template supports tools when its code reads `tools`.
-_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.DOTALL)
+_TAG_OPEN = re.compile(r"\{[{%]")
+_TAG_CLOSE = {"{{": "}}", "{%": "%}"}
 _QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 _TOOLS_VARIABLE = re.compile(r"\btools\b")
 
@@ -94,7 +96,23 @@ def media_support(manifest: Manifest, model_dir: Path) -> MediaSupport:
 def template_reads_tools(template: str) -> bool:
     """Whether a chat template's code uses the `tools` variable. llama.cpp renders tools only through
     the template; one that never reads them (SmolLM2's) gets tools dropped and no tool instructions."""
-    return any(_TOOLS_VARIABLE.search(_QUOTED.sub("", tag)) for tag in _JINJA_TAG.findall(template))
+    return any(_TOOLS_VARIABLE.search(_QUOTED.sub("", tag)) for tag in _jinja_tags(template))
+
+
+def _jinja_tags(template: str) -> Iterator[str]:
+    """The template's {{ }} and {% %} tags, in one pass: a lazy regex (`{{.*?}}`) scans to the end again for each
+    opener that is never closed, which a model file can repeat a million times."""
+    unclosed: set[str] = set()  # closers not found after some opener: not found after any later one either
+    at = 0
+    while (found := _TAG_OPEN.search(template, at)) is not None:
+        close = _TAG_CLOSE[found.group()]
+        end = -1 if close in unclosed else template.find(close, found.end())
+        if end < 0:
+            unclosed.add(close)
+            at = found.start() + 1
+            continue
+        yield template[found.start():end + 2]
+        at = end + 2
 
 
 def _chat_template(manifest: Manifest, model_dir: Path, quant: str | None) -> str | None:
