@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from nexa.media import policy as media_policy
-from nexa.media.resolve import MediaPolicy, fetch_remote
+from nexa.media import resolve as media_resolve
+from nexa.media.resolve import MediaPolicy, fetch_remote, read_local_file
 from nexa.media.policy import AccessPolicy, check_local_path, check_remote_url, refused_address
 from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
@@ -155,3 +156,26 @@ def test_a_name_that_resolves_elsewhere_when_connecting_is_refused_before_readin
         assert "127.0.0.1" in info.value.message and info.value.code == "media_url_forbidden"
     finally:
         httpd.shutdown()
+
+
+def test_a_folder_swapped_for_a_link_after_the_check_is_refused(tmp_path, monkeypatch):
+    """The path is checked, then a folder on it becomes a link out of the media root before the open: the opened
+    file's real place is checked again (O_NOFOLLOW guards only the last step)."""
+    root, outside = tmp_path / "media", tmp_path / "outside"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (root / "sub" / "cat.png").write_bytes(b"harmless")
+    (outside / "cat.png").write_bytes(b"private")
+    policy = MediaPolicy(access=AccessPolicy(any_local_path=False, media_roots=(root.resolve(),)))
+    assert read_local_file(root / "sub" / "cat.png", policy) == b"harmless"
+
+    def check_then_swap(path: Path, access: AccessPolicy) -> Path:
+        checked = check_local_path(path, access)
+        (root / "sub" / "cat.png").unlink()
+        (root / "sub").rmdir()
+        (root / "sub").symlink_to(outside)
+        return checked
+
+    monkeypatch.setattr(media_resolve, "check_local_path", check_then_swap)
+    with pytest.raises(Forbidden):
+        read_local_file(root / "sub" / "cat.png", policy)

@@ -18,8 +18,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import fcntl
 import os
 import stat
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, unquote_to_bytes, urlsplit
@@ -59,6 +61,9 @@ class MediaProblem(Exception):
 # ---------------------------------------------------------------- reading sources
 
 
+_F_GETPATH = 50  # macOS's fcntl command for an open file's path
+
+
 def read_local_file(path: Path, policy: MediaPolicy) -> bytes:
     """Read a media file named by a client: the one place local paths are opened. Raises
     Forbidden when the access policy refuses the path, MediaProblem when it cannot be read."""
@@ -69,6 +74,8 @@ def read_local_file(path: Path, policy: MediaPolicy) -> bytes:
         with open(path, "rb", buffering=0, opener=_no_follow_no_block) as handle:
             if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
                 raise MediaProblem(f"{path} is not a file")
+            if (opened := _opened_path(handle.fileno())) is not None and opened != path:
+                check_local_path(opened, policy.access)  # a folder on the way was swapped for a link since
             data = handle.read(policy.max_bytes + 1) or b""
             while len(data) <= policy.max_bytes and (more := handle.read(policy.max_bytes + 1 - len(data))):
                 data += more
@@ -83,6 +90,17 @@ def read_local_file(path: Path, policy: MediaPolicy) -> bytes:
         raise MediaProblem(f"the server may not read {path} (permission denied)") from None
     except OSError as exc:
         raise MediaProblem(f"{path} cannot be read ({exc.strerror or exc.__class__.__name__})") from None
+
+
+def _opened_path(fd: int) -> Path | None:
+    """Where the file open as `fd` really is (Linux and macOS say; elsewhere None): O_NOFOLLOW guards only the
+    path's last step."""
+    try:
+        if sys.platform == "darwin":
+            return Path(fcntl.fcntl(fd, _F_GETPATH, bytes(1024)).rstrip(b"\0").decode())
+        return Path(os.readlink(f"/proc/self/fd/{fd}"))
+    except OSError:
+        return None
 
 
 def _no_follow_no_block(path: str, flags: int) -> int:
