@@ -141,7 +141,7 @@ class Responses(Dialect):
                 "max_output_tokens": max_tokens, "stream": True, "store": False}
 
     def usage(self, event):
-        if event.get("type") != "response.completed":
+        if event.get("type") not in ("response.completed", "response.incomplete"):  # incomplete: max_output_tokens
             return None
         usage = event["response"]["usage"]
         return usage["input_tokens"], usage["input_tokens"] - usage["input_tokens_details"]["cached_tokens"]
