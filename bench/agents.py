@@ -3,10 +3,11 @@ short side request (a title, as agents ask for) between turns, through /v1/messa
 /v1/chat/completions. Per turn: prompt tokens the engine processed (not served from its prompt cache) against the
 prompt's size, and time to first token; then the context each model got and its memory against the budget.
 
-    .venv/bin/python bench/agents.py [--turns 6] [--dialects messages,responses,chat] [--models starter,long]
+    .venv/bin/python bench/agents.py [--turns 6] [--dialects messages,responses,chat] [--models starter,gemma,long]
 
-Models: `starter` is SmolLM2-135M-Instruct (trained context 8,192, so its system prompt is ~5,000 tokens to leave
-room for 6 turns); `long` is the test suite's tiny generated model trained for 131,072 tokens (one token a
+Models: `starter` is SmolLM2-135M-Instruct (trained context 8,192, so its system prompt is ~7,000 tokens to leave
+room for 6 turns); `gemma` is gemma-3-270m from PyPI (trained context 32,768; a ~20,000-token system prompt);
+`long` is the test suite's tiny generated model trained for 131,072 tokens (one token a
 character), with a ~20,000-token system prompt: real engine work on a toy network, so its times show the prompt
 cache, not a real model's speed. Targets: turns 2..6 process at most 5% of their prompt, and their time to first
 token is at most 10% of turn 1's.
@@ -27,7 +28,7 @@ from typing import Any
 
 import httpx
 
-from harness import serve, starter_store
+from harness import gemma_store, serve, starter_store
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the tiny-model generator lives in tests/
 from tests.fixtures.tiny_models import QWEN3_TEMPLATE, make_chat_llm  # noqa: E402
@@ -199,7 +200,7 @@ def long_context_store() -> Iterator[tuple[Store, str]]:
         yield store, "bench/long-context"
 
 
-MODELS = {"starter": (starter_store, 20_000), "long": (long_context_store, 20_000)}
+MODELS = {"starter": (starter_store, 20_000), "gemma": (gemma_store, 60_000), "long": (long_context_store, 20_000)}
 
 
 def report(label: str, turns: list[Turn]) -> tuple[float, float]:
@@ -216,7 +217,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=6)
     parser.add_argument("--dialects", default="messages,responses,chat")
-    parser.add_argument("--models", default="starter,long")
+    parser.add_argument("--models", default="starter,gemma,long")
     args = parser.parse_args()
     summary = []
     for name in args.models.split(","):

