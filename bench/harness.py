@@ -111,6 +111,8 @@ def bare_engine(spec: WorkerSpec) -> Iterator[tuple[str, dict[str, str]]]:
     """The engine without nexa, with the settings nexa gives it: a llama-server binary started with nexa's
     flags, or xllamacpp's server in nexa's worker process. Yields (base URL, auth headers)."""
     headers = {"Authorization": f"Bearer {spec.api_key}"}
+    if spec.slot_save_path:  # llama-server wants the folder to exist at its start; nexa's manager makes it
+        Path(spec.slot_save_path).mkdir(parents=True, exist_ok=True)
     if spec.runtime == XLLAMACPP:
         process = subprocess.Popen([sys.executable, "-m", "nexa.engine.worker"], stdin=subprocess.PIPE,
                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

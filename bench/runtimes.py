@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/runtimes.py [--native PATH] [--runs 3] [--tokens 96] [--threads 2]
 
-Four paths serve the same starter model file with the same settings (4 slots, `--threads` threads, 2,048
-context tokens per slot): the bare llama-server (the binary started alone, with nexa's flags), `nexa serve
+Four paths serve the same starter model file with the same settings (4 slots, `--threads` threads, 8,192
+context tokens shared by the slots): the bare llama-server (the binary started alone, with nexa's flags), `nexa serve
 --runtime` that binary, the bare xllamacpp engine (nexa's worker process, no router), and `nexa serve
 --runtime xllamacpp` (nexa's default before a native build). Each nexa server is its own process, as a user
 runs it. Figures: decode tok/s of 1 stream and of 4 and 8 concurrent streams (aggregate; 8 streams on
@@ -94,7 +94,7 @@ def main() -> None:
         f"decode {n} stream{'s' * (n > 1)}, tok/s": partial(decode, tokens=args.tokens, streams=n) for n in (1, 4, 8)
     }
     figures["prefill, tok/s"] = prefill
-    settings = {"parallel": 4, "ctx": 2048, "threads": args.threads}
+    settings = {"parallel": 4, "ctx": 8192, "threads": args.threads}
     with starter_store() as (store, model), ExitStack() as stack:
         paths = {}
         for runtime, label in ((native, "native"), (XLLAMACPP, "xllamacpp")):
