@@ -26,6 +26,7 @@ from nexa.errors import (
     ModelLoadFailed,
     ModelNotFound,
     NexaError,
+    NotStored,
     Overloaded,
     StoreError,
     WorkerCrashed,
@@ -48,6 +49,7 @@ STATUS: dict[type[NexaError], tuple[int, str]] = {
     InvalidRequest: (400, "invalid_request_error"),
     Forbidden: (403, "permission_error"),
     ModelNotFound: (404, "not_found_error"),
+    NotStored: (404, "invalid_request_error"),  # OpenAI's type for an unknown previous_response_id
     ModelLoadFailed: (503, "model_load_error"),
     Overloaded: (503, "overloaded_error"),
     WorkerCrashed: (503, "worker_error"),

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nexa.wire.names import ModelName
 from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
+from nexa.wire.rules import by_role, content_tags, only_tags
 
 # ---------------------------------------------------------------- request content blocks
 
@@ -48,6 +49,9 @@ ToolResultContent = Annotated[Union[TextBlock, ImageBlock], Field(discriminator=
 
 
 class ToolResultBlock(StrictBase):
+    # An image inside a tool result is refused (nexa.compat.anthropic names it): text only.
+    model_config = ConfigDict(json_schema_extra=only_tags(["text"]))
+
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | Annotated[list[ToolResultContent], Field(max_length=MAX_PARTS)] | None = None
@@ -72,6 +76,14 @@ InputBlock = Annotated[
 
 
 class InputMessage(StrictBase):
+    # Which blocks each role carries; nexa.compat.anthropic refuses the others, naming the block. A user turn
+    # with no blocks is no turn at all (as Anthropic's API, which refuses empty content).
+    model_config = ConfigDict(json_schema_extra=by_role({
+        ("user",): content_tags(["text", "image", "tool_result"], min_items=1),
+        ("assistant",): content_tags(["text", "thinking", "redacted_thinking", "tool_use"]),
+        ("system",): content_tags(["text"]),
+    }))
+
     role: Literal["user", "assistant", "system"] = Field(
         description="'system' (as Claude Code sends it) is an instruction in the conversation, at its place.")
     content: str | Annotated[list[InputBlock], Field(max_length=MAX_PARTS)]
