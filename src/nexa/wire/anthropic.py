@@ -11,8 +11,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from nexa.wire.names import ModelName
-from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
-from nexa.wire.rules import by_role, content_tags, only_tags
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
+from nexa.wire.rules import by_role, content_tags, has_parts, media_limit, only_tags, parts_at_most, rules, typed
 
 # ---------------------------------------------------------------- request content blocks
 
@@ -150,6 +150,10 @@ System = str | list[TextBlock] | None
 
 class CountTokensRequest(StrictBase):
     """What `/v1/messages/count_tokens` reads: the prompt side of a Messages request."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        media_limit("messages", MAX_MEDIA, has_parts(typed("image")), parts_at_most(typed("image"))),
+    ))
 
     model: str = ModelName()
     messages: list[InputMessage] = Field(min_length=1, max_length=MAX_MESSAGES)

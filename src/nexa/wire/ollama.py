@@ -26,7 +26,7 @@ from nexa.wire.openai import (
     TopK,
     TopP,
 )
-from nexa.wire.rules import by_role, rules, unset, when
+from nexa.wire.rules import by_role, media_limit, rules, unset, when
 
 # Ollama's own version numbers: clients (and tools such as Open WebUI) check for at least 0.6.4.
 OLLAMA_VERSION = "0.12.0"
@@ -117,7 +117,16 @@ class _Generation(_Request):
     think: ThinkValue = Think
 
 
+def _images_at_most(n: int) -> dict[str, Any]:
+    return {"properties": {"images": {"maxItems": n}}}
+
+
 class ChatRequest(_Generation):
+    model_config = ConfigDict(json_schema_extra=rules(media_limit(
+        "messages", MAX_MEDIA, {"required": ["images"], "properties": {"images": {"type": "array", "minItems": 1}}},
+        _images_at_most,
+    )))
+
     messages: list[Message] = Field(
         default_factory=list, max_length=MAX_MESSAGES,
         description="The conversation; none only loads (or, with keep_alive 0, unloads) the model.",

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from nexa.wire.llama import ModelArchitecture, ModelStatus
 from nexa.wire.names import ModelName
-from nexa.wire.rules import not_both, rules, unset, when
+from nexa.wire.rules import has_parts, media_limit, not_both, parts_at_most, rules, typed, unset, when
 
 # Per-request limits: far above real use, low enough that no request can tie up the server.
 MAX_MESSAGES = 4096
@@ -177,6 +177,7 @@ class ResponseFormat(StrictBase):
     json_schema: JSONSchemaFormat | None = None
 
 
+_MEDIA_PART = typed("image_url", "input_audio")
 _FORCED_CHOICE: dict[str, Any] = {"anyOf": [{"const": "required"}, {"type": "object"}]}
 
 
@@ -188,6 +189,7 @@ class ChatCompletionRequest(SamplingRequest):
         when("tool_choice", _FORCED_CHOICE, {"tools": {"type": "array", "minItems": 1}}, required=["tools"]),
         when("function_call", {"type": "object"}, {"functions": {"type": "array", "minItems": 1}},
              required=["functions"]),
+        media_limit("messages", MAX_MEDIA, has_parts(_MEDIA_PART), parts_at_most(_MEDIA_PART)),
     ))
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The conversation so far.")

@@ -14,8 +14,8 @@ from typing import Annotated, Any, Literal, Union
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 
 from nexa.wire.names import ModelName
-from nexa.wire.rules import refers_to, unset
-from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
+from nexa.wire.rules import has_parts, media_limit, parts_at_most, refers_to, tag_required, typed, unset
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
 
 # ---------------------------------------------------------------- content parts
 
@@ -42,6 +42,8 @@ class InputImage(StrictBase):
 
 
 class OutputText(StrictBase):
+    model_config = ConfigDict(json_schema_extra=tag_required)
+
     type: Literal["output_text"] = "output_text"
     text: str
     annotations: list[dict[str, Any]] = Field(default_factory=list)
@@ -69,6 +71,8 @@ class InputMessage(StrictBase):
 class FunctionCallItem(StrictBase):
     """A call the model made; sent back in input as part of the history."""
 
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
+
     type: Literal["function_call"] = "function_call"
     id: str | None = None
     call_id: str = Field(description="Pairs the call with its function_call_output.")
@@ -80,6 +84,8 @@ class FunctionCallItem(StrictBase):
 
 class CustomToolCallItem(StrictBase):
     """A call of a custom (freeform) tool: its input is one string, not JSON arguments."""
+
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
 
     type: Literal["custom_tool_call"] = "custom_tool_call"
     id: str | None = None
@@ -117,6 +123,8 @@ class ReasoningText(StrictBase):
 
 class ReasoningItem(StrictBase):
     """The model's thinking: `content` holds it as the engine produced it."""
+
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
 
     type: Literal["reasoning"] = "reasoning"
     id: str | None = None
@@ -258,8 +266,7 @@ class HostedToolChoice(BaseModel):
 
 
 class TextFormatText(StrictBase):
-    # `format` is told apart by its type, so a request names it even here, where it has a default.
-    model_config = ConfigDict(json_schema_extra={"required": ["type"]})
+    model_config = ConfigDict(json_schema_extra=tag_required)
 
     type: Literal["text"] = "text"
 
@@ -301,13 +308,15 @@ _SERVED_CHOICE = WithJsonSchema({"anyOf": [
 def _request_rules(schema: dict[str, Any]) -> None:
     """What the types do not say. `tools` as `_tool_type` reads them: every tool names its type (a function tool
     without one is refused), and one of a type nexa does not know is refused. An `input` list holds something
-    besides reasoning: thoughts alone leave the model nothing to answer."""
+    besides reasoning: thoughts alone leave the model nothing to answer. Its images count against MAX_MEDIA."""
     items = _array(schema["properties"]["tools"])["items"]
     items["oneOf"] = [{"allOf": [ref], "required": ["type"]} if refers_to(ref, FunctionTool) else ref
                       for ref in items["oneOf"] if not refers_to(ref, UnknownTool)]
     _array(schema["properties"]["input"])["contains"] = {
         "not": {"required": ["type"], "properties": {"type": {"const": "reasoning"}}}
     }
+    image = typed("input_image")
+    schema.setdefault("allOf", []).append(media_limit("input", MAX_MEDIA, has_parts(image), parts_at_most(image)))
 
 
 def _array(field: dict[str, Any]) -> dict[str, Any]:

@@ -105,3 +105,36 @@ def refers_to(schema: Schema, model: type) -> bool:
     writes while it builds a schema ('#/$defs/module__Name-Input__1'), which is what json_schema_extra sees."""
     name = schema.get("$ref", "").rpartition("/")[2]
     return name == model.__name__ or name.startswith(f"{model.__module__.replace('.', '__')}__{model.__name__}-")
+
+
+def media_limit(field: str, limit: int, has_media: Schema, at_most: Callable[[int], Schema]) -> Schema:
+    """A model-level rule: the `field` list (messages) carries at most `limit` media (images, audio) together.
+    A schema cannot count across items, so it says a part of what nexa takes, which holds real conversations:
+    one message with up to `limit`, or up to `limit` messages with one each. `has_media` matches a message
+    with any; `at_most(n)`, one with at most n."""
+    none_or_more = {"contains": has_media, "minContains": 0}
+    return {"properties": {field: {"anyOf": [
+        {**none_or_more, "maxContains": 1, "items": at_most(limit)},
+        {**none_or_more, "maxContains": limit, "items": at_most(1)},
+    ]}}}
+
+
+def parts_at_most(parts: Schema, field: str = "content") -> Callable[[int], Schema]:
+    """For `media_limit`: a message whose `field` (a string, or a list of parts) has at most n `parts`."""
+    return lambda n: {"properties": {field: {"contains": parts, "minContains": 0, "maxContains": n}}}
+
+
+def has_parts(parts: Schema, field: str = "content") -> Schema:
+    """For `media_limit`: a message whose `field` is a list holding one of `parts` or more."""
+    return {"required": [field], "properties": {field: {"type": "array", "contains": parts}}}
+
+
+def typed(*types: str) -> Schema:
+    """A part whose `type` is one of `types`."""
+    return {"required": ["type"], "properties": {"type": {"enum": list(types)}}}
+
+
+def tag_required(schema: Schema) -> None:
+    """A model's `json_schema_extra` for a member of a union told apart by `type`: the tag has a default (for
+    the answers nexa builds), yet a request must name it."""
+    schema["required"] = [*schema.get("required", []), "type"]
