@@ -12,7 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from nexa.wire.names import ModelName
 from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
-from nexa.wire.rules import by_role, content_tags, has_parts, media_limit, only_tags, parts_at_most, rules, typed
+from nexa.wire.rules import (
+    by_role,
+    content_tags,
+    has_parts,
+    media_limit,
+    only_tags,
+    parts_at_most,
+    rules,
+    typed,
+    when,
+)
 
 # ---------------------------------------------------------------- request content blocks
 
@@ -153,6 +163,7 @@ class CountTokensRequest(StrictBase):
 
     model_config = ConfigDict(json_schema_extra=rules(
         media_limit("messages", MAX_MEDIA, has_parts(typed("image")), parts_at_most(typed("image"))),
+        when("tool_choice", typed("any", "tool"), {"tools": {"type": "array", "minItems": 1}}, required=["tools"]),
     ))
 
     model: str = ModelName()

@@ -130,8 +130,8 @@ def has_parts(parts: Schema, field: str = "content") -> Schema:
 
 
 def typed(*types: str) -> Schema:
-    """A part whose `type` is one of `types`."""
-    return {"required": ["type"], "properties": {"type": {"enum": list(types)}}}
+    """An object (a part, a choice) whose `type` is one of `types`."""
+    return {"type": "object", "required": ["type"], "properties": {"type": {"enum": list(types)}}}
 
 
 def tag_required(schema: Schema) -> None:
