@@ -4,10 +4,16 @@ answers with a 400 is invalid by the document, and bodies shaped as the real cli
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
+import anthropic
+import httpx
+import httpx2
 import jsonschema
+import ollama
+import openai
 import pytest
 
 from nexa.config import Settings
@@ -148,3 +154,68 @@ def test_a_model_name_in_a_query_has_the_name_grammar(document):
         schema = {**model["schema"], "components": document["components"]}
         assert jsonschema.Draft202012Validator(schema).is_valid("org/model:Q4_K_M")
         assert not jsonschema.Draft202012Validator(schema).is_valid("0" * 100)
+
+
+class _Sent(Exception):
+    """Raised by the transport once it has the body: the SDK's request, not an answer, is what is checked."""
+
+
+def _sent_by(call: Any) -> dict[str, Any]:
+    """The JSON body an SDK call sends through the transport it is given, which keeps it and goes no further.
+    (The anthropic SDK speaks httpx2, the others httpx: each gets its own package's transport.)"""
+    bodies: list[dict[str, Any]] = []
+
+    def keep(request: Any) -> Any:
+        bodies.append(json.loads(request.content))
+        raise _Sent
+
+    with pytest.raises(Exception):
+        call(lambda http: http.MockTransport(keep))
+    return bodies[0]
+
+
+def _openai(transport: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url="http://nexa/v1", api_key="-", max_retries=0,
+                         http_client=httpx.Client(transport=transport(httpx)))
+
+
+def _ollama(transport: Any) -> ollama.Client:
+    return ollama.Client(host="http://nexa", transport=transport(httpx))
+
+
+SDK_CALLS = {
+    "openai chat": ("/v1/chat/completions", lambda t: _openai(t).chat.completions.create(
+        model=M, messages=[{"role": "user", "content": [{"type": "text", "text": "hi"},
+                                                        {"type": "image_url", "image_url": {"url": IMAGE}}]}],
+        tools=[{"type": "function", "function": FUNCTION}], tool_choice="required", seed=3, stream=True,
+        stream_options={"include_usage": True}, max_completion_tokens=50, reasoning_effort="low")),
+    "openai responses": ("/v1/responses", lambda t: _openai(t).responses.create(
+        model=M, input=[{"role": "user", "content": [{"type": "input_text", "text": "hi"},
+                                                     {"type": "input_image", "image_url": IMAGE, "detail": "auto"}]}],
+        instructions="sys", tools=[{"type": "function", "name": "f", "parameters": {"type": "object"}, "strict": False}],
+        store=False, reasoning={"effort": "low"}, text={"format": {"type": "json_object"}})),
+    "openai embeddings": ("/v1/embeddings", lambda t: _openai(t).embeddings.create(model=M, input=["a", "b"])),
+    "anthropic messages": ("/v1/messages", lambda t: anthropic.Anthropic(
+        base_url="http://nexa", api_key="-", max_retries=0,
+        http_client=httpx2.Client(transport=t(httpx2))).messages.create(
+        model=M, max_tokens=64, system="sys", thinking={"type": "enabled", "budget_tokens": 1024},
+        tools=[{"name": "f", "input_schema": {"type": "object"}}], tool_choice={"type": "any"},
+        messages=[{"role": "user", "content": "hi"},
+                  {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "f", "input": {}}]},
+                  {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t", "content": "ok"}]}])),
+    "ollama chat": ("/api/chat", lambda t: _ollama(t).chat(
+        model=M, messages=[{"role": "user", "content": "hi", "images": [b"\x89PNG"]}], think=True, keep_alive="5m",
+        format="json", options={"temperature": 0, "num_predict": 8, "seed": 1, "num_ctx": 4096},
+        tools=[{"type": "function", "function": FUNCTION}])),
+    "ollama generate": ("/api/generate", lambda t: _ollama(t).generate(
+        model=M, prompt="hi", system="sys", keep_alive=0, options={"top_k": 5})),
+    "ollama embed": ("/api/embed", lambda t: _ollama(t).embed(
+        model=M, input=["a"], truncate=True, keep_alive=-1)),
+}
+
+
+@pytest.mark.parametrize("call", list(SDK_CALLS))
+def test_what_the_sdks_send_is_valid_by_the_document(document, call):
+    path, sdk_call = SDK_CALLS[call]
+    body = _sent_by(sdk_call)
+    assert _valid(document, path, body), body
