@@ -68,7 +68,7 @@ def by_role(variants: Mapping[tuple[str, ...], Callable[[Schema], Schema]]) -> C
             variant = copy.deepcopy(base)
             variant["properties"]["role"] = {**variant["properties"]["role"], "enum": list(roles)}
             variant["properties"]["role"].pop("const", None)
-            variant["properties"].update(overrides(variant["properties"]))
+            variant["properties"].update(copy.deepcopy(overrides(variant["properties"])))
             alternatives.append(variant)
         schema["anyOf"] = alternatives
 
