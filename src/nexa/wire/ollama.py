@@ -63,6 +63,8 @@ NumPredict = Annotated[int | None, WithJsonSchema({"anyOf": [
     {"type": "integer", "maximum": -1}, {"type": "integer", "minimum": 1, "maximum": 10_000_000}, {"type": "null"},
 ]})]
 _EMPTY: dict[str, Any] = {"type": ["array", "null"], "maxItems": 0}
+_TEXT: dict[str, Any] = {"type": "string", "minLength": 1}  # an empty input is refused, naming its index
+_TEXTS = WithJsonSchema({"anyOf": [_TEXT, {"type": "array", "minItems": 1, "items": _TEXT}]})
 _NO_TEXT: dict[str, Any] = {"enum": ["", None]}
 
 
@@ -154,7 +156,7 @@ class GenerateRequest(_Generation):
 
 class EmbedRequest(_Request):
     model: str = ModelName
-    input: str | list[str] = Field(description="A text or a list of texts.")
+    input: Annotated[str | list[str], _TEXTS] = Field(description="A text or a list of texts; none may be empty.")
     truncate: bool = Field(True, description="Cut inputs longer than the context (false: refuse them).")
     dimensions: Annotated[int | None, unset()] = Field(
         None, description="Not supported: vectors keep the model's own size."
