@@ -16,22 +16,29 @@ from pathlib import Path
 import httpx
 import pytest
 
-from nexa.store import Store
+from nexa.store import ModelRef, Store
+from nexa.store.importer import import_local
 from tests.conftest import TINY, ServerProcess, import_tiny
 
-MODELS = ("test/qwen3-text", "test/bert-embed", "test/bert-rerank")
+MODELS = ("test/bert-embed", "test/bert-rerank")  # and a chat model with a long context (below)
 EXCLUDED = ("/api/pull", "/models/sse")
 # POST /models answers at once and pulls in the background: it must not reach the real Hub.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_ENDPOINT": "http://127.0.0.1:9"}
+# A prompt longer than the model's context is a 400 (context_length_exceeded, which agents read to compact their
+# conversation): how long a context is depends on the model and the server's settings, so the chat model is one
+# trained for a long context, given one that the conversations schemathesis writes fit in (its KV cache: 16 MiB).
+ENGINE = ("--parallel", "1", "--ctx", "32768")
+CHAT_MODEL = "test/qwen3-long"
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Iterator[ServerProcess]:
+def server(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path, long_context_model: Path) -> Iterator[ServerProcess]:
     store = Store(tmp_path_factory.mktemp("openapi"))
     for name in MODELS:
         import_tiny(store, tiny_dir, name, *TINY[name])
+    import_local(store, ModelRef.parse(CHAT_MODEL), long_context_model, None)
     # Quiet logs: the server's output goes to a pipe nobody reads until it stops.
-    process = ServerProcess(store.root, env={"NEXA_LOG_LEVEL": "warning", **OFFLINE})
+    process = ServerProcess(store.root, env={"NEXA_LOG_LEVEL": "warning", **OFFLINE}, engine=ENGINE)
     yield process
     process.stop()
 

@@ -51,6 +51,7 @@ REFUSED = {
         {"role": "user", "content": [{"type": "image_url", "image_url": {"url": IMAGE}}] * n} for n in (9, 8)]}),
     "an assistant turn that says nothing": ("/v1/chat/completions", {"model": M, "messages": [
         USER, {"role": "assistant", "content": None}]}),
+    "a user turn without content": ("/v1/chat/completions", {"model": M, "messages": [{"role": "user"}]}),
     "an empty Ollama embed input": ("/api/embed", {"model": M, "input": ["a", ""]}),
     "dimensions": ("/v1/embeddings", {"model": M, "input": "x", "dimensions": 8}),
     "an Ollama system message with images": ("/api/chat", {"model": M, "messages": [

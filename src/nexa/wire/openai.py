@@ -132,16 +132,17 @@ class ToolCall(StrictBase):
     function: FunctionCall
 
 
-# The engine refuses an assistant turn with neither content nor a call, as OpenAI does.
-_ASSISTANT_SAYS = {"if": {"required": ["role"], "properties": {"role": {"const": "assistant"}}}, "then": {"anyOf": [
-    {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}},
+# The engine refuses an assistant turn with neither content nor a call, and any other turn without content.
+_SAYS = {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}}
+_TURN_SAYS = {"if": {"required": ["role"], "properties": {"role": {"const": "assistant"}}}, "then": {"anyOf": [
+    _SAYS,
     {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
     {"required": ["function_call"], "properties": {"function_call": {"type": "object"}}},
-]}}
+]}, "else": _SAYS}
 
 
 class ChatMessage(StrictBase):
-    model_config = ConfigDict(json_schema_extra=rules(_ASSISTANT_SAYS))
+    model_config = ConfigDict(json_schema_extra=rules(_TURN_SAYS))
 
     role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
         description="'function' (deprecated): a function's result, sent as a tool turn."
