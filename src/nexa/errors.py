@@ -4,6 +4,8 @@
     ├── InvalidRequest        the request is wrong (HTTP 400)
     ├── Forbidden             the request asks for something the server's policy refuses (HTTP 403)
     ├── ModelNotFound         the model is not in the store (HTTP 404)
+    ├── NotStored             another object the request names is not kept: a stored response (HTTP 404)
+    ├── WrongModelType        the model is stored but of a type the route does not serve (HTTP 404)
     ├── ModelLoadFailed       the engine could not load the model (HTTP 503)
     ├── Overloaded            no capacity to load or serve now (HTTP 503)
     ├── WorkerCrashed         the worker died while serving a request (HTTP 503)
@@ -45,6 +47,16 @@ class Forbidden(NexaError):
 
 class ModelNotFound(NexaError):
     """The requested model is not pulled."""
+
+
+class NotStored(NexaError):
+    """An object the request names (a previous response) is not kept: whether it is depends on the server's
+    state, not on the request, so it is a 404 like an unknown model."""
+
+
+class WrongModelType(NexaError):
+    """The named model is stored, but the route does not serve its type (an embedder asked to chat): as OpenAI
+    answers a chat request for a model that is no chat model, there is no such model for this route (404)."""
 
 
 class ModelLoadFailed(NexaError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from pydantic import ValidationError
 
 from nexa.compat.ollama import (
     ChunkStream,
@@ -106,8 +107,7 @@ def test_format_schema_think_levels_and_unlimited_num_predict():
 
 
 @pytest.mark.parametrize("fields, param", [
-    ({"options": {"temperature": 9}}, "options.temperature"),
-    ({"options": {"repeat_penalty": 99}}, "options.repeat_penalty"),
+    ({"options": {"num_predict": 0}}, "options.num_predict"),
     ({"format": "yaml"}, "format"),
     ({"think": "very"}, "think"),
     ({"messages": [{"role": "assistant", "content": "x", "images": ["AAAA"]}]}, "messages[0].images"),
@@ -116,6 +116,14 @@ def test_bad_fields_are_named_by_their_ollama_names(fields, param):
     with pytest.raises(InvalidRequest) as exc:
         chat_request(ChatRequest(**{"model": "o/r", "messages": [{"role": "user", "content": "x"}], **fields}))
     assert exc.value.param == param
+
+
+@pytest.mark.parametrize("option", [{"temperature": 9}, {"repeat_penalty": 99}, {"seed": 2**64}])
+def test_options_out_of_range_are_refused_where_they_are_read(option):
+    """The ranges are the chat request's, so /openapi.json shows them under `options`."""
+    with pytest.raises(ValidationError) as exc:
+        ChatRequest(model="o/r", messages=[{"role": "user", "content": "x"}], options=option)
+    assert exc.value.errors()[0]["loc"] == ("options", *option)
 
 
 def test_generate_becomes_a_chat_turn_or_a_raw_completion():

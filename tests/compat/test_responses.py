@@ -6,7 +6,7 @@ import pytest
 from openai.types.responses import Response as SDKResponse
 
 from nexa.compat.responses import ResponseStream, as_input, chat_request, dump, finished_response, input_items, new_response
-from nexa.errors import InvalidRequest
+from nexa.errors import InvalidRequest, NotStored
 from nexa.server.response_store import ResponseStore
 from nexa.wire.openai import NamedToolChoice
 from nexa.wire.responses import ResponsesRequest
@@ -141,6 +141,6 @@ def test_the_store_counts_what_it_keeps_and_keeps_no_encrypted_reasoning():
     history = store.history_of(first.id)
     store.put(history, input_items(request("more")), second)
     assert store.bytes > 2 * history[1]
-    with pytest.raises(InvalidRequest) as missing:
+    with pytest.raises(NotStored) as missing:
         store.history("resp_gone")
     assert missing.value.param == "previous_response_id" and "resp_gone" in missing.value.message

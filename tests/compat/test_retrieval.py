@@ -16,7 +16,7 @@ from nexa.compat.retrieval import (
     scores_in_order,
     truncated,
 )
-from nexa.errors import InvalidRequest
+from nexa.errors import InvalidRequest, WrongModelType
 from nexa.server.model_types import require_model_type
 from nexa.store import Manifest, ModelType
 
@@ -127,7 +127,7 @@ def _manifest(model_type: ModelType) -> Manifest:
                                                  "is a reranker; use /v1/rerank or /v1/reranking for it"),
 ])
 def test_a_route_refuses_models_of_another_type_and_names_the_right_route(route, model_type, message):
-    with pytest.raises(InvalidRequest) as caught:
+    with pytest.raises(WrongModelType) as caught:
         require_model_type(_manifest(model_type), route)
     assert caught.value.message.startswith(message) and caught.value.param == "model"
 

@@ -160,7 +160,7 @@ def test_an_unknown_model_is_not_found_error(claude):
 
 
 def test_a_model_of_the_wrong_type_is_refused(claude):
-    with pytest.raises(anthropic.BadRequestError) as caught:
+    with pytest.raises(anthropic.NotFoundError) as caught:
         claude.messages.create(model="test/bert-embed", max_tokens=8, messages=ASK_WEATHER)
     assert "/v1/messages" in caught.value.body["error"]["message"]
 

@@ -138,7 +138,7 @@ def test_dimensions_is_refused_with_a_reason(http):
 
 def test_embeddings_from_a_chat_model_say_which_type_is_needed(http):
     response = http.post("/v1/embeddings", json={"model": "test/qwen3-text", "input": "cat"})
-    assert response.status_code == 400 and error(response)["code"] == "wrong_model_type"
+    assert response.status_code == 404 and error(response)["code"] == "wrong_model_type"
     assert error(response)["message"].startswith("/v1/embeddings needs an embedder model, but 'test/qwen3-text' is an llm")
 
 
@@ -146,7 +146,7 @@ def test_embeddings_from_a_chat_model_say_which_type_is_needed(http):
 def test_generation_from_an_embedder_says_which_type_is_needed(http, route):
     body = {"model": EMBED, "messages": [{"role": "user", "content": "hi"}], "prompt": "hi"}
     response = http.post(route, json=body)
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert error(response)["message"].startswith(f"{route} needs an llm or vlm model, but '{EMBED}' is an embedder")
     assert "use /v1/embeddings" in error(response)["message"]
 

@@ -164,8 +164,8 @@ def test_list_and_show(lama):
     (lambda c: c.delete("test/nope"), 404),
     (lambda c: c.chat(model=TEXT, messages=ASK, stream=False, options={"temperature": 9}), 400),
     (lambda c: c.chat(model=TEXT, messages=ASK, stream=False, keep_alive="soon"), 400),
-    (lambda c: c.chat(model="test/bert-embed", messages=ASK, stream=False), 400),
-    (lambda c: c.embed(model=TEXT, input="x"), 400),
+    (lambda c: c.chat(model="test/bert-embed", messages=ASK, stream=False), 404),  # no chat model by that name
+    (lambda c: c.embed(model=TEXT, input="x"), 404),
     (lambda c: c.generate(model=TEXT, prompt="def f(", suffix="return 1", stream=False), 400),
 ])
 def test_bad_input_is_an_ollama_error(lama, call, status):

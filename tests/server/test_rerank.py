@@ -118,15 +118,15 @@ def test_a_document_too_long_for_the_context_is_refused_by_its_index(http):
 @pytest.mark.parametrize("route", ["/v1/rerank", "/v1/reranking"])
 def test_reranking_with_an_embedder_says_which_type_is_needed(http, route):
     response = http.post(route, json={"model": "test/bert-embed", "query": QUERY, "documents": DOCS})
-    assert response.status_code == 400
+    assert response.status_code == 404
     assert response.json()["error"]["message"].startswith(f"{route} needs a reranker model, but 'test/bert-embed' is an embedder")
 
 
 def test_chat_and_embeddings_from_a_reranker_say_which_type_is_needed(http):
     chat = http.post("/v1/chat/completions", json={"model": RERANK, "messages": [{"role": "user", "content": "hi"}]})
-    assert chat.status_code == 400 and "use /v1/rerank or /v1/reranking" in chat.json()["error"]["message"]
+    assert chat.status_code == 404 and "use /v1/rerank or /v1/reranking" in chat.json()["error"]["message"]
     embed = http.post("/v1/embeddings", json={"model": RERANK, "input": "cat"})
-    assert embed.status_code == 400 and "is a reranker" in embed.json()["error"]["message"]
+    assert embed.status_code == 404 and "is a reranker" in embed.json()["error"]["message"]
 
 
 @pytest.mark.parametrize("route", ["/v1/rerank", "/v1/reranking"])

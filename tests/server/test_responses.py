@@ -153,7 +153,6 @@ def test_input_tokens_grow_with_the_input(http):
 
 @pytest.mark.parametrize(("body", "param", "words"), [
     ({"input": [{"type": "computer_call", "id": "x"}]}, "input.0", "function_call_output"),
-    ({"input": "hi", "previous_response_id": "resp_nope"}, "previous_response_id", "resp_nope"),
     ({"input": "hi", "tools": [{"type": "frobnicate"}]}, "tools.0.type", "frobnicate"),
     ({"input": [{"role": "user", "content": [{"type": "input_image", "file_id": "f1"}]}]},
      "input[0].content[0].image_url", "image_url"),
@@ -164,6 +163,15 @@ def test_bad_input_is_a_400_naming_the_field(http, body, param, words):
     assert reply.status_code == 400, reply.text
     error = reply.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param and words in error["message"]
+
+
+def test_an_unknown_previous_response_is_a_404_naming_it(http):
+    """Whether a response is stored depends on the server, not on the request: a 404, as for an unknown model."""
+    reply = http.post("/v1/responses", json={"model": "test/qwen3-text", "input": "hi", "previous_response_id": "resp_nope"})
+    assert reply.status_code == 404, reply.text
+    error = reply.json()["error"]
+    assert (error["param"], error["code"]) == ("previous_response_id", "previous_response_not_found")
+    assert "resp_nope" in error["message"]
 
 
 def test_an_engine_failure_mid_stream_is_a_failed_event(client):

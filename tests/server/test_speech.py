@@ -144,10 +144,10 @@ def test_what_is_not_audio_is_400_naming_it(http, name, data, says):
     (TEXT, f"but '{TEXT}' is a text model without an audio projector"),
     (EMBEDDER, f"but '{EMBEDDER}' is an embedder"),
 ])
-def test_a_model_that_cannot_hear_is_400_naming_the_type_it_needs(http, model, says):
+def test_a_model_that_cannot_hear_is_404_naming_the_type_it_needs(http, model, says):
     for route in ("transcriptions", "translations"):
         response = http.post(f"/v1/audio/{route}", files={"file": ("t.wav", wav_bytes(1.0))}, data={"model": model})
-        error = refusal(response)
+        error = refusal(response, 404)
         assert error["code"] == "wrong_model_type" and "needs an audio model" in error["message"]
         assert says in error["message"]
 

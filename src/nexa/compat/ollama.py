@@ -203,7 +203,8 @@ def _messages(messages: list[Message]) -> list[ChatMessage]:
                 for j, c in enumerate(message.tool_calls or [])
             ]
             pending = [(c.id, c.function.name) for c in calls]
-            out.append(ChatMessage(role="assistant", content=message.content or None,
+            # The engine takes no assistant turn without content or calls: an empty answer is "" (Ollama keeps it).
+            out.append(ChatMessage(role="assistant", content=message.content or ("" if not calls else None),
                                    tool_calls=calls or None, reasoning_content=message.thinking or None))
         elif message.role == "tool":
             match = next((p for p in pending if p[1] == message.tool_name), pending[0] if pending else None)

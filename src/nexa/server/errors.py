@@ -26,7 +26,9 @@ from nexa.errors import (
     ModelLoadFailed,
     ModelNotFound,
     NexaError,
+    NotStored,
     Overloaded,
+    WrongModelType,
     StoreError,
     WorkerCrashed,
     clip,
@@ -48,6 +50,8 @@ STATUS: dict[type[NexaError], tuple[int, str]] = {
     InvalidRequest: (400, "invalid_request_error"),
     Forbidden: (403, "permission_error"),
     ModelNotFound: (404, "not_found_error"),
+    NotStored: (404, "invalid_request_error"),  # OpenAI's type for an unknown previous_response_id
+    WrongModelType: (404, "invalid_request_error"),  # OpenAI's for a chat request to a model that cannot chat
     ModelLoadFailed: (503, "model_load_error"),
     Overloaded: (503, "overloaded_error"),
     WorkerCrashed: (503, "worker_error"),

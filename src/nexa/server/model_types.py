@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nexa.errors import InvalidRequest
+from nexa.errors import WrongModelType
 from nexa.store import Manifest, ModelType
 
 _GENERATIVE = (ModelType.llm, ModelType.vlm)
@@ -32,12 +32,13 @@ _A = {ModelType.llm: "an llm", ModelType.vlm: "a vlm", ModelType.embedder: "an e
 
 
 def require_model_type(manifest: Manifest, route: str) -> None:
-    """Refuse (HTTP 400) a model whose type `route` cannot serve, naming the type it needs."""
+    """Refuse (HTTP 404: no such model for this route) a model whose type `route` cannot serve, naming the type
+    it needs."""
     allowed = ROUTE_TYPES[route]
     if manifest.model_type in allowed:
         return
     needed = " or ".join([_A[allowed[0]], *(t.value for t in allowed[1:])])
-    raise InvalidRequest(
+    raise WrongModelType(
         f"{route} needs {needed} model, but '{manifest.name}' is {_A[manifest.model_type]}; "
         f"use {_HOME[manifest.model_type]} for it (or re-import it with --model-type if its type is wrong)",
         param="model", code="wrong_model_type",

@@ -8,7 +8,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from nexa.compat.responses import as_input
-from nexa.errors import InvalidRequest
+from nexa.errors import NotStored
 from nexa.wire.responses import InputItem, ReasoningItem, Response
 
 # Bodies can carry base64 images: a few hundred MiB of them is plenty of history.
@@ -76,7 +76,7 @@ class ResponseStore:
             return [], 0
         entry = self._entries.get(response_id)
         if entry is None:
-            raise InvalidRequest(
+            raise NotStored(
                 f"previous response '{response_id}' is not stored (unknown, sent with store=false, or dropped "
                 f"after the last {self.capacity} responses or a restart); send the whole conversation as 'input' instead",
                 param="previous_response_id", code="previous_response_not_found",

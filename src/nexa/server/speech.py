@@ -21,7 +21,7 @@ from nexa.media import audio as media_audio
 from nexa.media.resolve import MediaPolicy
 from nexa.store.facts import media_support
 from nexa.compat.transcripts import Span, Task, Transcript, piece_request
-from nexa.errors import InvalidRequest
+from nexa.errors import InvalidRequest, WrongModelType
 from nexa.runtime import ModelManager
 from nexa.server.chat import start_chat
 from nexa.server.metrics import note_audio
@@ -38,13 +38,13 @@ class Recording:
 
 
 async def audio_model(manager: ModelManager, name: str, route: str) -> tuple[Manifest, str]:
-    """The resolved model, if it reads audio; else a 400 naming the kind of model the route needs."""
+    """The resolved model, if it reads audio; else a 404 naming the kind of model the route needs."""
     manifest, quant = manager.resolve(name)
     generative = manifest.model_type in (ModelType.llm, ModelType.vlm)
     if generative and (await asyncio.to_thread(media_support, manifest, manager.store.model_dir(manifest.name))).audio:
         return manifest, quant
     what = "a text model without an audio projector" if generative else f"an {manifest.model_type.value}"
-    raise InvalidRequest(
+    raise WrongModelType(
         f"{route} needs an audio model (a vlm pulled with an audio projector, mmproj, e.g. "
         f"ggml-org/Voxtral-Mini-3B-2507-GGUF), but '{manifest.name}' is {what}",
         param="model", code="wrong_model_type",

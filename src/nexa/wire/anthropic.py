@@ -8,10 +8,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from nexa.wire.names import ModelName
-from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, StrictBase
+from nexa.wire.rules import (
+    by_role,
+    content_tags,
+    has_parts,
+    media_limit,
+    only_tags,
+    parts_at_most,
+    rules,
+    typed,
+    when,
+)
 
 # ---------------------------------------------------------------- request content blocks
 
@@ -48,6 +59,9 @@ ToolResultContent = Annotated[Union[TextBlock, ImageBlock], Field(discriminator=
 
 
 class ToolResultBlock(StrictBase):
+    # An image inside a tool result is refused (nexa.compat.anthropic names it): text only.
+    model_config = ConfigDict(json_schema_extra=only_tags(["text"]))
+
     type: Literal["tool_result"]
     tool_use_id: str
     content: str | Annotated[list[ToolResultContent], Field(max_length=MAX_PARTS)] | None = None
@@ -72,6 +86,14 @@ InputBlock = Annotated[
 
 
 class InputMessage(StrictBase):
+    # Which blocks each role carries; nexa.compat.anthropic refuses the others, naming the block. A user turn
+    # with no blocks is no turn at all (as Anthropic's API, which refuses empty content).
+    model_config = ConfigDict(json_schema_extra=by_role({
+        ("user",): content_tags(["text", "image", "tool_result"], min_items=1),
+        ("assistant",): content_tags(["text", "thinking", "redacted_thinking", "tool_use"]),
+        ("system",): content_tags(["text"]),
+    }))
+
     role: Literal["user", "assistant", "system"] = Field(
         description="'system' (as Claude Code sends it) is an instruction in the conversation, at its place.")
     content: str | Annotated[list[InputBlock], Field(max_length=MAX_PARTS)]
@@ -138,6 +160,11 @@ System = str | list[TextBlock] | None
 
 class CountTokensRequest(StrictBase):
     """What `/v1/messages/count_tokens` reads: the prompt side of a Messages request."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        media_limit("messages", MAX_MEDIA, has_parts(typed("image")), parts_at_most(typed("image"))),
+        when("tool_choice", typed("any", "tool"), {"tools": {"type": "array", "minItems": 1}}, required=["tools"]),
+    ))
 
     model: str = ModelName()
     messages: list[InputMessage] = Field(min_length=1, max_length=MAX_MESSAGES)

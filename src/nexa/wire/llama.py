@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from nexa.wire.names import HUB_NAME_PATTERN, MAX_NAME, ModelName, name_schema
+
 Status = Literal["unloaded", "loading", "loaded"]
 
 
@@ -40,14 +42,14 @@ class RouterModelList(BaseModel):
 
 
 class ModelRequest(BaseModel):
-    model: str = Field(description="org/repo or org/repo:QUANT.", max_length=256)
+    model: str = ModelName("org/repo or org/repo:QUANT.", max_length=MAX_NAME)
     extra_args: list[str] | None = Field(None, description="llama-server's per-load flags; nexa ignores them "
                                                            "(per-model settings are nexa serve --model-option).")
 
 
 class DownloadRequest(BaseModel):
     model: str = Field(description="A Hugging Face repo, org/repo or org/repo:QUANT (default quant if none).",
-                       max_length=256)
+                       max_length=MAX_NAME, json_schema_extra=name_schema(HUB_NAME_PATTERN))
 
 
 class Success(BaseModel):

@@ -13,11 +13,14 @@ from pydantic import Field
 
 from nexa.store.names import MAX_NAME
 
-# org/repo[:QUANT]: each part starts with a letter or digit and holds no '..'; the quant is free-form.
+# org/repo[:QUANT]: each part (the quant too) starts with a letter or digit and holds no '..'; "org/repo:"
+# (an empty quant) means the default quant, as no quant does.
 _PART = r"[A-Za-z0-9](\.?[A-Za-z0-9_-])*\.?"
-MODEL_NAME_PATTERN = rf"^{_PART}/{_PART}(:.*)?$"
+MODEL_NAME_PATTERN = rf"^{_PART}/{_PART}(:({_PART})?)?$"
+# What a pull takes: a Hub repo id as written, the quant (if any) not empty.
+HUB_NAME_PATTERN = rf"^{_PART}/{_PART}(:{_PART})?$"
 # Ollama clients may put hf.co/ in front, as `ollama pull hf.co/org/repo` does.
-OLLAMA_NAME_PATTERN = rf"^((hf\.co|huggingface\.co)/)?{_PART}/{_PART}(:.*)?$"
+OLLAMA_NAME_PATTERN = rf"^((hf\.co|huggingface\.co)/)?{_PART}/{_PART}(:({_PART})?)?$"
 
 
 def name_schema(pattern: str = MODEL_NAME_PATTERN) -> dict[str, Any]:

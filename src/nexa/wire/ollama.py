@@ -9,10 +9,24 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from nexa.wire.names import OLLAMA_NAME_PATTERN, name_schema
-from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_TOOLS, Tool
+from nexa.wire.openai import (
+    MAX_MEDIA,
+    MAX_MESSAGES,
+    MAX_TOOLS,
+    MinP,
+    Penalty,
+    RepetitionPenalty,
+    Seed,
+    Stop,
+    Temperature,
+    Tool,
+    TopK,
+    TopP,
+)
+from nexa.wire.rules import by_role, media_limit, rules, unset, when
 
 # Ollama's own version numbers: clients (and tools such as Open WebUI) check for at least 0.6.4.
 OLLAMA_VERSION = "0.12.0"
@@ -25,14 +39,33 @@ ModelName = Field(
 )
 # Longest keep_alive string read: Go's longest duration, '2562047h47m16.854775807s', has 24 characters.
 MAX_DURATION = 64
-KeepAliveValue = float | Annotated[str, Field(max_length=MAX_DURATION)] | None
+# The strings nexa.compat.ollama.keep_alive_seconds reads: empty, a number of seconds, or a Go duration.
+_NUMBER = r"([0-9]+\.?[0-9]*|\.[0-9]+)"
+_DURATION = rf"^(|[+-]?{_NUMBER}([eE][+-]?[0-9]{{1,2}})?|-?({_NUMBER}(ns|us|ms|s|m|h))+)$"
+KeepAliveValue = Annotated[float | Annotated[str, Field(max_length=MAX_DURATION)] | None, WithJsonSchema({"anyOf": [
+    {"type": "number"}, {"type": "string", "maxLength": MAX_DURATION, "pattern": _DURATION}, {"type": "null"},
+]})]
 KeepAlive = Field(
     None,
     description="Seconds (a number), a duration such as '5m' or '1h30m', 0 to unload after the request, "
     "or a negative value to keep the model loaded.",
 )
+FormatValue = Annotated[str | dict[str, Any] | None, WithJsonSchema({"anyOf": [
+    {"enum": ["", "json", None]}, {"type": "object"},
+]})]
 Format = Field(None, description="'json' for any JSON object, or a JSON schema the answer must follow.")
+ThinkValue = Annotated[bool | str | None, WithJsonSchema({"anyOf": [
+    {"type": "boolean"}, {"enum": ["low", "medium", "high", None]},
+]})]
 Think = Field(None, description="Let a reasoning model think (true) or not (false); 'low'/'medium'/'high' mean true.")
+# num_predict: -1 or -2 (any negative) is no limit; 0 is refused, as max_tokens 0 is.
+NumPredict = Annotated[int | None, WithJsonSchema({"anyOf": [
+    {"type": "integer", "maximum": -1}, {"type": "integer", "minimum": 1, "maximum": 10_000_000}, {"type": "null"},
+]})]
+_EMPTY: dict[str, Any] = {"type": ["array", "null"], "maxItems": 0}
+_TEXT: dict[str, Any] = {"type": "string", "minLength": 1}  # an empty input is refused, naming its index
+_TEXTS = WithJsonSchema({"anyOf": [_TEXT, {"type": "array", "minItems": 1, "items": _TEXT}]})
+_NO_TEXT: dict[str, Any] = {"enum": ["", None]}
 
 
 class _Request(BaseModel):
@@ -42,17 +75,17 @@ class _Request(BaseModel):
 class Options(_Request):
     """The sampling options nexa uses; the others (num_gpu, mirostat...) are accepted and ignored."""
 
-    temperature: float | None = None
-    top_p: float | None = None
-    top_k: int | None = None
-    min_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
-    num_predict: int | None = Field(None, description="Most tokens to generate; -1 or -2 means no limit.")
+    temperature: Temperature
+    top_p: TopP
+    top_k: TopK
+    min_p: MinP
+    seed: Seed
+    stop: Stop
+    num_predict: NumPredict = Field(None, description="Most tokens to generate; -1 or -2 means no limit.")
     num_ctx: int | None = Field(None, description="Accepted and ignored: the context is set by nexa serve --ctx.")
-    repeat_penalty: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    repeat_penalty: RepetitionPenalty
+    presence_penalty: Penalty
+    frequency_penalty: Penalty
 
 
 class ToolCallFunction(_Request):
@@ -65,6 +98,10 @@ class ToolCall(_Request):
 
 
 class Message(_Request):
+    model_config = ConfigDict(json_schema_extra=by_role({
+        ("user",): lambda _: {}, ("system", "assistant", "tool"): lambda _: {"images": _EMPTY},
+    }))
+
     role: Literal["system", "user", "assistant", "tool"]
     content: str | None = ""
     images: list[str] | None = Field(None, max_length=MAX_MEDIA, description="Base64-encoded images.")
@@ -76,13 +113,22 @@ class Message(_Request):
 class _Generation(_Request):
     model: str = ModelName
     stream: bool = Field(True, description="Newline-delimited JSON chunks (application/x-ndjson); false: one answer.")
-    format: str | dict[str, Any] | None = Format
+    format: FormatValue = Format
     options: Options | None = None
     keep_alive: KeepAliveValue = KeepAlive
-    think: bool | str | None = Think
+    think: ThinkValue = Think
+
+
+def _images_at_most(n: int) -> dict[str, Any]:
+    return {"properties": {"images": {"maxItems": n}}}
 
 
 class ChatRequest(_Generation):
+    model_config = ConfigDict(json_schema_extra=rules(media_limit(
+        "messages", MAX_MEDIA, {"required": ["images"], "properties": {"images": {"type": "array", "minItems": 1}}},
+        _images_at_most,
+    )))
+
     messages: list[Message] = Field(
         default_factory=list, max_length=MAX_MESSAGES,
         description="The conversation; none only loads (or, with keep_alive 0, unloads) the model.",
@@ -91,23 +137,31 @@ class ChatRequest(_Generation):
 
 
 class GenerateRequest(_Generation):
+    model_config = ConfigDict(json_schema_extra=rules(
+        when("raw", {"const": True}, {"images": _EMPTY, "format": _NO_TEXT, "system": _NO_TEXT}),
+    ))
+
     prompt: str = Field("", description="The prompt; empty only loads (or, with keep_alive 0, unloads) the model.")
     system: str | None = None
     images: list[str] | None = Field(None, max_length=MAX_MEDIA, description="Base64-encoded images.")
     raw: bool = Field(False, description="Send the prompt as is, without the chat template.")
-    suffix: str | None = Field(None, description="Not supported (fill-in-the-middle).")
-    template: str | None = Field(None, description="Not supported: the model's own chat template is used.")
-    context: list[int] | None = Field(
+    suffix: Annotated[str | None, unset("")] = Field(None, description="Not supported (fill-in-the-middle).")
+    template: Annotated[str | None, unset("")] = Field(
+        None, description="Not supported: the model's own chat template is used."
+    )
+    context: Annotated[list[int] | None, unset([])] = Field(
         None, description="Not supported (deprecated in Ollama): send the conversation to /api/chat."
     )
 
 
 class EmbedRequest(_Request):
     model: str = ModelName
-    input: str | list[str] = Field(description="A text or a list of texts.")
+    input: Annotated[str | list[str], _TEXTS] = Field(description="A text or a list of texts; none may be empty.")
     truncate: bool = Field(True, description="Cut inputs longer than the context (false: refuse them).")
-    dimensions: int | None = Field(None, description="Not supported: vectors keep the model's own size.")
-    options: Options | None = None
+    dimensions: Annotated[int | None, unset()] = Field(
+        None, description="Not supported: vectors keep the model's own size."
+    )
+    options: dict[str, Any] | None = Field(None, description="Accepted and ignored: embeddings are not sampled.")
     keep_alive: KeepAliveValue = KeepAlive
 
 
@@ -116,7 +170,7 @@ class EmbeddingsRequest(_Request):
 
     model: str = ModelName
     prompt: str = Field(min_length=1)
-    options: Options | None = None
+    options: dict[str, Any] | None = Field(None, description="Accepted and ignored: embeddings are not sampled.")
     keep_alive: KeepAliveValue = KeepAlive
 
 

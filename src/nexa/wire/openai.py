@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from nexa.wire.llama import ModelArchitecture, ModelStatus
 from nexa.wire.names import ModelName
+from nexa.wire.rules import has_parts, media_limit, not_both, parts_at_most, rules, typed, unset, when
 
 # Per-request limits: far above real use, low enough that no request can tie up the server.
 MAX_MESSAGES = 4096
@@ -27,9 +28,11 @@ Temperature = Annotated[float | None, Field(None, ge=0, le=2, description="Sampl
 TopP = Annotated[float | None, Field(None, ge=0, le=1, description="Nucleus sampling probability mass.")]
 TopK = Annotated[int | None, Field(None, ge=0, le=100_000, description="Sample from the k most likely tokens; 0 disables.")]
 MinP = Annotated[float | None, Field(None, ge=0, le=1, description="Drop tokens below min_p times the top probability.")]
-Seed = Annotated[int | None, Field(None, ge=-(2**63), le=2**64 - 1, description="Seed for reproducible sampling.")]
+# JSON numbers past 2**53 are not exact in most clients (JavaScript's numbers) nor in schema tools.
+Seed = Annotated[int | None, Field(None, ge=-(2**53 - 1), le=2**53 - 1, description="Seed for reproducible sampling.")]
 Stop = Annotated[
-    str | list[str] | None, Field(None, description="Up to 16 sequences where generation stops.", max_length=16)
+    str | Annotated[list[str], Field(max_length=16)] | None,
+    Field(None, description="Up to 16 sequences where generation stops."),
 ]
 MaxTokens = Annotated[
     Literal[-1] | Annotated[int, Field(ge=1, le=10_000_000)] | None,
@@ -129,7 +132,18 @@ class ToolCall(StrictBase):
     function: FunctionCall
 
 
+# The engine refuses an assistant turn with neither content nor a call, and any other turn without content.
+_SAYS = {"required": ["content"], "properties": {"content": {"not": {"type": "null"}}}}
+_TURN_SAYS = {"if": {"required": ["role"], "properties": {"role": {"const": "assistant"}}}, "then": {"anyOf": [
+    _SAYS,
+    {"required": ["tool_calls"], "properties": {"tool_calls": {"type": "array", "minItems": 1}}},
+    {"required": ["function_call"], "properties": {"function_call": {"type": "object"}}},
+]}, "else": _SAYS}
+
+
 class ChatMessage(StrictBase):
+    model_config = ConfigDict(json_schema_extra=rules(_TURN_SAYS))
+
     role: Literal["system", "developer", "user", "assistant", "tool", "function"] = Field(
         description="'function' (deprecated): a function's result, sent as a tool turn."
     )
@@ -174,8 +188,20 @@ class ResponseFormat(StrictBase):
     json_schema: JSONSchemaFormat | None = None
 
 
+_MEDIA_PART = typed("image_url", "input_audio")
+_FORCED_CHOICE: dict[str, Any] = {"anyOf": [{"const": "required"}, {"type": "object"}]}
+
+
 class ChatCompletionRequest(SamplingRequest):
     """OpenAI's chat completion request, plus the Nexa fields `enable_think` and `reasoning_format`."""
+
+    model_config = ConfigDict(json_schema_extra=rules(
+        not_both("tools", "functions"), not_both("tool_choice", "function_call"),
+        when("tool_choice", _FORCED_CHOICE, {"tools": {"type": "array", "minItems": 1}}, required=["tools"]),
+        when("function_call", {"type": "object"}, {"functions": {"type": "array", "minItems": 1}},
+             required=["functions"]),
+        media_limit("messages", MAX_MEDIA, has_parts(_MEDIA_PART), parts_at_most(_MEDIA_PART)),
+    ))
 
     messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES, description="The conversation so far.")
     max_completion_tokens: MaxTokens
@@ -215,8 +241,8 @@ class CompletionRequest(SamplingRequest):
         description="The text to continue."
     )
     logprobs: int | None = Field(None, ge=0, le=20, description="Return this many top log probabilities.")
-    echo: bool | None = Field(None, description="Not supported; must be false.")
-    suffix: str | None = Field(None, description="Not supported.")
+    echo: Annotated[bool | None, unset(False)] = Field(None, description="Not supported; must be false.")
+    suffix: Annotated[str | None, unset("")] = Field(None, description="Not supported (fill-in-the-middle).")
 
 
 # Emptiness is documented, and refused by nexa.compat.retrieval with the index of the empty input.
@@ -240,7 +266,9 @@ class EmbeddingRequest(StrictBase):
     encoding_format: Literal["float", "base64"] = Field(
         "float", description="'base64' sends each vector as little-endian float32 bytes in base64."
     )
-    dimensions: int | None = Field(None, description="Not supported: vectors keep the model's own size.")
+    dimensions: Annotated[int | None, unset()] = Field(
+        None, description="Not supported: vectors keep the model's own size."
+    )
     truncate: bool = Field(False, description="Cut inputs longer than the context instead of refusing them.")
     task_type: str | None = Field(
         None, description="Nexa: default, search_query or search_document; accepted, the vectors do not change."

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, WithJsonSchema, model_validator
 
 from nexa.wire.names import ModelName
-from nexa.wire.openai import MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
+from nexa.wire.rules import has_parts, media_limit, parts_at_most, refers_to, tag_required, typed, unset
+from nexa.wire.openai import MAX_MEDIA, MAX_MESSAGES, MAX_PARTS, MAX_TOOLS, KeepAlive, MaxTokens, StrictBase, Temperature, TopP
 
 # ---------------------------------------------------------------- content parts
 
@@ -24,7 +25,16 @@ class InputText(StrictBase):
     text: str
 
 
+def _image_url_required(schema: dict[str, Any]) -> None:
+    """A file_id alone is refused (nexa.compat.responses says why): the document asks for image_url."""
+    schema["properties"]["image_url"] = {"type": "string", "minLength": 1,
+                                         "description": schema["properties"]["image_url"]["description"]}
+    schema["required"].append("image_url")
+
+
 class InputImage(StrictBase):
+    model_config = ConfigDict(json_schema_extra=_image_url_required)
+
     type: Literal["input_image"]
     image_url: str | None = Field(None, description="data: URI, http(s) URL, or a path on the server.")
     file_id: str | None = Field(None, description="Not supported: nexa has no Files API; send image_url.")
@@ -32,6 +42,8 @@ class InputImage(StrictBase):
 
 
 class OutputText(StrictBase):
+    model_config = ConfigDict(json_schema_extra=tag_required)
+
     type: Literal["output_text"] = "output_text"
     text: str
     annotations: list[dict[str, Any]] = Field(default_factory=list)
@@ -59,6 +71,8 @@ class InputMessage(StrictBase):
 class FunctionCallItem(StrictBase):
     """A call the model made; sent back in input as part of the history."""
 
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
+
     type: Literal["function_call"] = "function_call"
     id: str | None = None
     call_id: str = Field(description="Pairs the call with its function_call_output.")
@@ -70,6 +84,8 @@ class FunctionCallItem(StrictBase):
 
 class CustomToolCallItem(StrictBase):
     """A call of a custom (freeform) tool: its input is one string, not JSON arguments."""
+
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
 
     type: Literal["custom_tool_call"] = "custom_tool_call"
     id: str | None = None
@@ -107,6 +123,8 @@ class ReasoningText(StrictBase):
 
 class ReasoningItem(StrictBase):
     """The model's thinking: `content` holds it as the engine produced it."""
+
+    model_config = ConfigDict(json_schema_extra=tag_required)  # no type: the item is a message
 
     type: Literal["reasoning"] = "reasoning"
     id: str | None = None
@@ -164,14 +182,24 @@ class FunctionTool(StrictBase):
     strict: bool | None = None
 
 
+MAX_NAMESPACE = 128
+
+
+class NamespacedFunction(FunctionTool):
+    """A function of a namespace: offered to the model as `<namespace>__<name>`, a name that stays within the
+    256 characters any function's name may have."""
+
+    name: str = Field(min_length=1, max_length=256 - MAX_NAMESPACE - 2)
+
+
 class NamespaceTool(StrictBase):
     """A group of function tools under one name (Codex's sub-agent and MCP tools): each function is
     offered to the model, and its calls come back with their `namespace`."""
 
     type: Literal["namespace"]
-    name: str = Field(min_length=1, max_length=128)
+    name: str = Field(min_length=1, max_length=MAX_NAMESPACE)
     description: str | None = None
-    tools: Annotated[list[FunctionTool], Field(max_length=MAX_TOOLS)]
+    tools: Annotated[list[NamespacedFunction], Field(max_length=MAX_TOOLS)]
 
 
 class CustomTool(StrictBase):
@@ -238,6 +266,8 @@ class HostedToolChoice(BaseModel):
 
 
 class TextFormatText(StrictBase):
+    model_config = ConfigDict(json_schema_extra=tag_required)
+
     type: Literal["text"] = "text"
 
 
@@ -267,10 +297,36 @@ class Reasoning(StrictBase):
 
 
 ToolChoice = Literal["none", "auto", "required"] | FunctionToolChoice | HostedToolChoice
+# What tool_choice takes: a hosted tool's choice is read (to name it in the 400) but never served.
+_SERVED_CHOICE = WithJsonSchema({"anyOf": [
+    {"enum": ["none", "auto", "required", None]},
+    {"type": "object", "properties": {"type": {"enum": ["function", "custom"]}, "name": {"type": "string"}},
+     "required": ["type", "name"]},
+]})
+
+
+def _request_rules(schema: dict[str, Any]) -> None:
+    """What the types do not say. `tools` as `_tool_type` reads them: every tool names its type (a function tool
+    without one is refused), and one of a type nexa does not know is refused. An `input` list holds something
+    besides reasoning: thoughts alone leave the model nothing to answer. Its images count against MAX_MEDIA."""
+    items = _array(schema["properties"]["tools"])["items"]
+    items["oneOf"] = [{"allOf": [ref], "required": ["type"]} if refers_to(ref, FunctionTool) else ref
+                      for ref in items["oneOf"] if not refers_to(ref, UnknownTool)]
+    _array(schema["properties"]["input"])["contains"] = {
+        "not": {"required": ["type"], "properties": {"type": {"const": "reasoning"}}}
+    }
+    image = typed("input_image")
+    schema.setdefault("allOf", []).append(media_limit("input", MAX_MEDIA, has_parts(image), parts_at_most(image)))
+
+
+def _array(field: dict[str, Any]) -> dict[str, Any]:
+    return next(option for option in field["anyOf"] if option.get("type") == "array")
 
 
 class ResponsesRequest(StrictBase):
     """OpenAI's Responses request, function tools only, plus the Nexa field `keep_alive`."""
+
+    model_config = ConfigDict(json_schema_extra=_request_rules)
 
     model: str = ModelName()
     input: str | Annotated[list[InputItem], Field(min_length=1, max_length=MAX_MESSAGES)] = Field(
@@ -281,7 +337,9 @@ class ResponsesRequest(StrictBase):
     store: bool = Field(True, description="Keep the response for GET and previous_response_id (in memory, bounded).")
     stream: bool = False
     tools: list[ResponseTool] | None = Field(None, max_length=MAX_TOOLS)
-    tool_choice: ToolChoice | None = None
+    tool_choice: Annotated[ToolChoice | None, _SERVED_CHOICE] = Field(
+        None, description="none, auto, required or a function tool's {type, name}; OpenAI's hosted tools cannot be forced."
+    )
     parallel_tool_calls: bool | None = None
     text: TextConfig | None = None
     reasoning: Reasoning | None = None
@@ -290,7 +348,7 @@ class ResponsesRequest(StrictBase):
     top_p: TopP
     metadata: dict[str, str] | None = Field(None, max_length=16, description="Echoed in the response.")
     user: str | None = Field(None, description="Accepted for OpenAI compatibility; unused.")
-    background: bool | None = Field(None, description="Not supported: must be false.")
+    background: Annotated[bool | None, unset(False)] = Field(None, description="Not supported: must be false.")
     keep_alive: KeepAlive
     include: list[str] | None = Field(None, description="Accepted; nexa's reasoning is never encrypted, so there is "
                                                         "nothing extra to include.")

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import httpx
 from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
+from pydantic import WithJsonSchema
 
 from nexa.media.resolve import MediaPolicy
 from nexa.compat.transcripts import Task
@@ -26,7 +27,9 @@ AudioFile = Annotated[UploadFile, File(description="The recording: WAV, MP3, FLA
 Model = Annotated[str, Form(description="An audio model's store name: org/repo or org/repo:QUANT.",
                            json_schema_extra=name_schema())]
 Prompt = Annotated[str | None, Form(max_length=4000, description="Context: spellings, or the text before the clip.")]
-Temperature = Annotated[float | None, Form(ge=0, le=2, description="Sampling temperature; 0 is greedy.")]
+# A form has no null: a field is sent as a number or left out.
+Temperature = Annotated[float | None, Form(ge=0, le=2, description="Sampling temperature; 0 is greedy."),
+                        WithJsonSchema({"type": "number", "minimum": 0, "maximum": 2})]
 Format = Annotated[ResponseFormat, Form(description="json, text, verbose_json (segments), srt or vtt.")]
 Stream = Annotated[bool, Form(description="Stream transcript.text.delta events, then transcript.text.done.")]
 _ANSWERS: dict[int | str, dict[str, Any]] = {200: {

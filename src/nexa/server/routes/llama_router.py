@@ -27,6 +27,7 @@ from nexa.server.pull_jobs import PullJobs
 from nexa.server.stream import event_stream
 from nexa.store import Manifest, ModelRef
 from nexa.store.facts import capabilities, model_id
+from nexa.wire.names import HUB_NAME_PATTERN, MAX_NAME, name_schema
 from nexa.wire.llama import (
     DownloadRequest,
     ModelRequest,
@@ -43,7 +44,9 @@ log = logging.getLogger("nexa.server")
 
 UI_BUILD = "b11434"  # the llama.cpp build scripts/build_ui.py builds the UI from
 # What POST /models pulls: a Hub repo id, org/repo[:QUANT], as written (no URL, no path, no "..").
-_HUB_NAME = re.compile(r"^[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*(:[A-Za-z0-9][\w.-]*)?$", re.ASCII)
+_HUB_NAME = re.compile(HUB_NAME_PATTERN)
+# A model name; one over MAX_NAME is refused (400) here, not looked up.
+_ModelQuery = Query(max_length=MAX_NAME, json_schema_extra=name_schema(), description="org/repo or org/repo:QUANT.")
 _ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (400, 404)}
 
 
@@ -70,7 +73,7 @@ def _is_loaded(manager: ModelManager, model_id: str) -> bool:
 @router.get("/props", response_model=None, responses=_ERRORS)
 async def props(
     manager: Manager, client: WorkerClient,
-    model: Annotated[str | None, Query(max_length=256)] = None,
+    model: Annotated[str | None, _ModelQuery] = None,
     autoload: Annotated[str, Query(max_length=8)] = "true",
 ) -> dict[str, Any]:
     """Without `model`: the router (`role: "router"`). With it: that model's own /props from its worker
@@ -155,7 +158,7 @@ async def model_events(request: Request) -> StreamingResponse:
 async def pull(body: DownloadRequest, request: Request) -> Success | JSONResponse:
     """Start pulling `org/repo[:QUANT]` from Hugging Face (HF_ENDPOINT) as `nexa pull --yes` does; answers
     at once, progress follows on /models/sse. One pull per repo at a time."""
-    if not _HUB_NAME.fullmatch(body.model) or ".." in body.model:
+    if not _HUB_NAME.fullmatch(body.model):
         raise InvalidRequest(f"'{body.model}' is not a Hugging Face model name; use org/repo or org/repo:QUANT",
                              param="model")
     ref = ModelRef.parse(body.model)
@@ -169,7 +172,7 @@ async def pull(body: DownloadRequest, request: Request) -> Success | JSONRespons
 
 @router.delete("/models", response_model=Success, responses=_ERRORS)
 async def delete(
-    request: Request, manager: Manager, model: Annotated[str, Query(max_length=256)],
+    request: Request, manager: Manager, model: Annotated[str, _ModelQuery],
 ) -> Success:
     """Remove a model from the store (with a quant: that quant only), unloading what of it is loaded; a pull of
     it under way stops (the web UI's cancel), leaving its partial files for the next pull to resume."""
@@ -192,7 +195,7 @@ async def delete(
 
 @router.get("/slots", response_model=None)
 async def slots(
-    manager: Manager, client: WorkerClient, model: Annotated[str | None, Query(max_length=256)] = None,
+    manager: Manager, client: WorkerClient, model: Annotated[str | None, _ModelQuery] = None,
 ) -> list[dict[str, Any]]:
     """A loaded model's slots from its worker (the UI checks they are idle); none for a model not loaded."""
     if model is None:
