@@ -58,11 +58,12 @@ class ServeDeployment:
     @property
     def slots(self) -> int:
         """Requests its replicas run at once, as many as its router last saw serving: what waits beyond them
-        counts against --max-waiting, as one machine's engine queue does. At least one replica's slots (scaled
-        to zero, Serve is starting one), and only those under Serve's own router (router=serve), which tells
-        nexa nothing."""
+        counts against --max-waiting, as one machine's engine queue does. Never fewer than one replica's (a
+        model scaled to zero has Serve starting one); one replica's under Serve's own router (router=serve),
+        which tells nexa nothing."""
         affinity = affinity_of(self.app)
-        return self.spec.parallel * max(1, affinity.replicas if affinity is not None else 1)
+        replicas = affinity.replicas if affinity is not None else 1
+        return self.spec.parallel * max(1, replicas)
 
     async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
         """Busy slots of whichever replica answers (all of them when it has one). Asked only while the model is

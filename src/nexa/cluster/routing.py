@@ -6,7 +6,6 @@ keeps no state of its own); this class feeds it the request's RouteKey (the `rou
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import OrderedDict
 
@@ -15,7 +14,7 @@ from ray.serve.request_router import PendingRequest, ReplicaID, RequestRouter, R
 from nexa.cluster.affinity import Choice, RouteKey, shared_affinity
 
 _PENDING = 4096  # requests chosen for but not (yet) routed, kept: the oldest are forgotten beyond this
-STALE = 10.0  # seconds: Serve reports a request routed within milliseconds of its choice, or asks again
+STALE = 10.0  # seconds: Serve reports a request routed within milliseconds of its choice, or chooses again
 
 
 class PrefixRouter(RequestRouter):
@@ -51,20 +50,14 @@ class PrefixRouter(RequestRouter):
         return [[first], rest] if rest else [[first]]
 
     def _track(self, pending_request: PendingRequest, key: RouteKey, choice: Choice) -> None:
-        """Count the choice as load on its replica until Serve reports the request routed. A request cancelled
-        while it waited for room is never routed (its future says so), nor is one whose client left just as it
-        was sent: choices older than STALE are forgotten."""
-        request = pending_request.metadata.internal_request_id
+        """Count the choice as load on its replica until Serve reports the request routed or asks again for it
+        (every half second at most while all are full). A request cancelled while it waited for room is never
+        routed, nor is one whose client left just as it was sent: choices older than STALE are forgotten."""
         self._affinity.assign(choice)
-        self._chosen[request] = (key, choice, time.monotonic())
-        pending_request.future.add_done_callback(lambda future: self._cancelled(future, request))
+        self._chosen[pending_request.metadata.internal_request_id] = (key, choice, time.monotonic())
         stale = time.monotonic() - STALE
         while self._chosen and (len(self._chosen) > _PENDING or next(iter(self._chosen.values()))[2] < stale):
             self._affinity.release(self._chosen.popitem(last=False)[1][1])
-
-    def _cancelled(self, future: asyncio.Future, request: str) -> None:
-        if future.cancelled():
-            self._drop(request)
 
     def _drop(self, request: str) -> None:
         chosen = self._chosen.pop(request, None)
