@@ -112,10 +112,38 @@ def test_a_request_that_went_elsewhere_counts_as_load() -> None:
 def test_a_gone_replica_takes_its_prefixes_and_sessions_with_it() -> None:
     rule = Affinity(load_threshold=2, capacity=10_000)
     rule.routed("a", key(1, session="s"), None)
-    rule.forget({"b", "c"})
-    assert set(rule.views()) == set() and not rule.sessions
+    rule.assign(rule.choose(["a", "b"], key(2)))
+    rule.serving({"b", "c"})
+    assert set(rule.views()) == {"b"} and not rule.sessions and rule.replicas == 2
+    assert rule.busy("a") == 0 and rule.busy("b") == 1
     choice = rule.choose(["b", "c"], key(1, 2, session="s"))
     assert choice.reason == "fallback"
+
+
+def test_a_burst_of_new_sessions_spreads_before_any_reaches_its_replica() -> None:
+    """Serve reports a request routed only once its replica accepted it: until then the router's own choices
+    are the load it knows of."""
+    rule = Affinity(load_threshold=2, capacity=10_000, slots=4)
+    choices = []
+    for conversation in range(8):
+        choice = rule.choose(["a", "b"], key(conversation))
+        rule.assign(choice)
+        choices.append(choice)
+    assert sorted(c.replica for c in choices) == ["a"] * 4 + ["b"] * 4
+    assert {c.reason for c in choices} == {"fallback"}
+    for conversation, choice in enumerate(choices):  # they arrive: on their way no more, running now
+        rule.routed(choice.replica, key(conversation), choice)
+    assert (rule.assigned["a"], rule.assigned["b"], rule.load["a"], rule.load["b"]) == (0, 0, 4, 4)
+
+
+def test_a_choice_that_went_nowhere_is_released() -> None:
+    rule = Affinity(load_threshold=2, capacity=10_000)
+    first = rule.choose(["a", "b"], key(1))
+    rule.assign(first)
+    assert rule.choose(["a", "b"], key(2)).replica != first.replica
+    rule.release(first)  # its client left before a replica took it
+    rule.release(first)  # never below nothing
+    assert rule.busy(first.replica) == 0
 
 
 def test_router_memory_is_bounded_by_capacity_and_sessions() -> None:

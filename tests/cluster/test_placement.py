@@ -33,7 +33,7 @@ def test_by_default_one_replica_reserves_its_threads_and_goes_after_the_keep_ali
     assert "request_router_config" not in options("org/model:router=serve")
     scaling = chosen["autoscaling_config"]
     assert (scaling["min_replicas"], scaling["initial_replicas"], scaling["max_replicas"]) == (0, 1, 1)
-    assert scaling["target_ongoing_requests"] == 4
+    assert scaling["policy"] == {"policy_function": "nexa.cluster.scaling.QueuePolicy", "policy_kwargs": {"slots": 4}}
     assert scaling["look_back_period_s"] + scaling["downscale_delay_s"] == 300.0
 
 

@@ -32,8 +32,10 @@ KEY = "ray-test-key"
 PINNED = "test/qwen3-text"  # on node_b only, never scaled to zero
 REPLICATED = "test/loop-pair"  # exactly two replicas, one per `slot`; it answers until max_tokens
 ELASTIC = "test/llama-text"  # the default: one replica, gone after the keep-alive, back on the next request
+SCALING = "test/loop-scale"  # one slot, one replica, a second one while requests wait for that slot
 LONG = STARTER_NAME  # a real model (SmolLM2-135M): 4,000 tokens take it a minute here, time to leave mid-way
 MARK = "NEXA_RAY_TEST_CLUSTER"  # set in every process of the cluster, so its engine workers can be found
+MAX_WAITING = 10  # --max-waiting: above what any test here leaves waiting on purpose, but for the one about it
 
 
 def until(check: Callable[[], object], timeout: float, what: str) -> object:
@@ -67,6 +69,7 @@ def ray_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store
     files = tmp_path_factory.mktemp("ray-models")
     make_chat_llm(str(files / "loop.gguf"), script=["Tick", " tock"], loop=True, n_ctx=65536)
     import_tiny(store, files, REPLICATED, ["loop.gguf"], None)
+    import_tiny(store, files, SCALING, ["loop.gguf"], None)
     fetch_starter(store, cache_dir() / "wheels")
     return store
 
@@ -75,10 +78,12 @@ def ray_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store
 def ray_server(cluster: Cluster, ray_store: Store) -> Iterator[ServerProcess]:
     server = ServerProcess(
         ray_store.root, "--ray", cluster.address, "--api-key", KEY, "--keepalive", "4", "--log-level", "info",
+        "--max-waiting", str(MAX_WAITING),
         "--model-option", f"{PINNED}:resource.node_b=1,num_cpus=0,min_replicas=1",
         "--model-option", f"{LONG}:num_cpus=0,ctx=8192,parallel=1",
         "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=32768",
         "--model-option", f"{ELASTIC}:num_cpus=0",
+        "--model-option", f"{SCALING}:min_replicas=1,max_replicas=2,parallel=1,num_cpus=0,ctx=32768",
         startup_timeout=120,
     )
     yield server
@@ -119,6 +124,40 @@ def answered_by(api: httpx.Client, model: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in pattern.finditer(api.get("/metrics").text)}
 
 
+def running_model(api: httpx.Client, model: str) -> dict:
+    (running,) = [m for m in api.get("/v1/ps").json()["data"] if m["id"].startswith(model + ":")]
+    return running
+
+
+class Streams:
+    """`n` streamed chat requests of `body` at once, held open for the `with` block and closed after it (the
+    engine stops each generation then). Those waiting for a slot close once they have one."""
+
+    def __init__(self, api: httpx.Client, body: dict, n: int):
+        self.started = threading.Semaphore(0)  # released once per stream, at its first event
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._stream, args=(api, body)) for _ in range(n)]
+
+    def _stream(self, api: httpx.Client, body: dict) -> None:
+        with api.stream("POST", "/v1/chat/completions", json=body) as answer:
+            assert answer.status_code == 200, answer.read()
+            for line in answer.iter_lines():
+                if line.startswith("data: {"):
+                    self.started.release()
+                    self._stop.wait()
+                    break
+
+    def __enter__(self) -> Streams:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(120)
+
+
 def test_a_model_pinned_to_one_node_is_served_through_the_ingress_on_another(
     cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI
 ) -> None:
@@ -155,6 +194,26 @@ def test_a_client_that_leaves_frees_the_replicas_slot(api: httpx.Client) -> None
     assert after.status_code == 200 and after.json()["usage"]["completion_tokens"] == 4
     assert waited < 10, f"the next request waited {waited:.1f} s: the left generation kept the slot"
     print(f"the next request was answered {waited:.2f} s after the client left")
+
+
+def test_requests_beyond_max_waiting_get_a_503_in_each_dialects_shape(api: httpx.Client) -> None:
+    """LONG has one replica with one slot: one request runs, --max-waiting more wait (on the replica and in
+    Serve's queue), and the next is refused at once, in the shape of the API it came in on."""
+    chat_body = {"model": LONG, "messages": [{"role": "user", "content": "Tell a long story."}], "max_tokens": 2}
+    assert api.post("/v1/chat/completions", json=chat_body).status_code == 200  # its replica is up
+    with Streams(api, {**chat_body, "stream": True, "max_tokens": 4000, "ignore_eos": True}, 1 + MAX_WAITING) as streams:
+        assert streams.started.acquire(timeout=60)
+        until(lambda: running_model(api, LONG)["queued"] == MAX_WAITING, 30, f"{MAX_WAITING} requests waiting")
+        openai_refusal = api.post("/v1/chat/completions", json=chat_body)
+        assert openai_refusal.status_code == 503 and openai_refusal.headers["Retry-After"] == "5", openai_refusal.text
+        assert openai_refusal.json()["error"]["code"] == "queue_full"
+        assert f"--max-waiting {MAX_WAITING}" in openai_refusal.json()["error"]["message"]
+        claude = api.post("/v1/messages", json=chat_body)
+        assert claude.status_code == 503 and claude.headers["Retry-After"] == "5"
+        assert claude.json()["type"] == "error" and claude.json()["error"]["type"] == "overloaded_error"
+        ollama_refusal = api.post("/api/chat", json={"model": LONG, "messages": chat_body["messages"], "stream": False})
+        assert ollama_refusal.status_code == 503 and set(ollama_refusal.json()) == {"error"}
+    assert api.post("/v1/chat/completions", json=chat_body).status_code == 200  # served again once they are gone
 
 
 def test_two_replicas_both_take_traffic(cluster: Cluster, api: httpx.Client, chat_client: openai.OpenAI) -> None:
@@ -259,6 +318,29 @@ def test_concurrent_conversations_keep_their_replicas(api: httpx.Client) -> None
     assert_prompts_were_reused(conversations)
 
 
+def test_a_burst_of_new_conversations_spreads_over_both_replicas(api: httpx.Client, chat_client: openai.OpenAI) -> None:
+    """Sent at once, before any has reached its replica: the router counts its own choices as load, so the
+    burst does not pile onto the replica that looked idle when it began."""
+    chat(chat_client, REPLICATED, 2)  # both replicas up
+    until(lambda: [r["load"] for r in alive(api, REPLICATED)] == [0, 0], 30, "every earlier request to end")
+    before, before_decisions = answered_by(api, REPLICATED), decisions(api, REPLICATED)
+    gate = threading.Barrier(8)
+
+    def run(i: int) -> None:
+        gate.wait()
+        Conversation(f"burst-{i}").turn(api, 0, max_tokens=64)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    went = delta(answered_by(api, REPLICATED), before)
+    print(f"the burst went {sorted(went.values())} over the two replicas")
+    assert sum(went.values()) == 8 and len(went) == 2 and min(went.values()) >= 3, went
+    assert delta(decisions(api, REPLICATED), before_decisions) == {"fallback": 8}
+
+
 def test_a_long_queue_sends_new_sessions_and_its_own_overflow_to_the_other_replica(api: httpx.Client) -> None:
     hog = Conversation("hog", session="hog-session")
     before = answered_by(api, REPLICATED)
@@ -276,8 +358,7 @@ def test_a_long_queue_sends_new_sessions_and_its_own_overflow_to_the_other_repli
                 if stop.is_set():
                     break
 
-    (running,) = [m for m in api.get("/v1/ps").json()["data"] if m["id"].startswith(REPLICATED + ":")]
-    slots = running["parallel"]
+    slots = running_model(api, REPLICATED)["parallel"]
     # Its slots run a stream each and 2 more wait for them, as many as it takes: the next turn goes elsewhere.
     streams = [threading.Thread(target=stream) for _ in range(slots + 2)]
     for thread in streams:
@@ -326,6 +407,25 @@ def test_an_idle_model_scales_to_zero_and_back(api: httpx.Client, chat_client: o
     cold = time.monotonic() - started
     assert alive(api, ELASTIC)
     print(f"cold replica: first answer after {cold:.2f} s")
+
+
+def test_requests_waiting_for_a_slot_add_a_replica_that_goes_once_they_end(api: httpx.Client, chat_client: openai.OpenAI) -> None:
+    """SCALING (min_replicas=1, max_replicas=2, one slot): the replica reports requests waiting for its slot,
+    nexa's policy asks Serve for another replica, and once idle the model is back at its one."""
+    chat(chat_client, SCALING, 2)
+    assert len(alive(api, SCALING)) == 1
+    before = answered_by(api, SCALING)
+    body = {"model": SCALING, "messages": [{"role": "user", "content": "count"}], "stream": True,
+            "max_tokens": 30000, "ignore_eos": True}
+    with Streams(api, body, 5) as streams:
+        assert streams.started.acquire(timeout=60)
+        waiting_since = time.monotonic()
+        until(lambda: len(alive(api, SCALING)) == 2, 90, "a second replica for the requests waiting")
+        until(lambda: len(delta(answered_by(api, SCALING), before)) == 2, 60, "the second replica to take a request")
+        print(f"a second replica answered {time.monotonic() - waiting_since:.1f} s after requests began to wait")
+    idle_since = time.monotonic()
+    until(lambda: len(alive(api, SCALING)) == 1, 90, "the second replica to go once idle (min_replicas=1)")
+    print(f"back to one replica {time.monotonic() - idle_since:.1f} s after the requests ended")
 
 
 def test_a_lost_node_ends_its_requests_cleanly_and_its_replica_comes_back_elsewhere(

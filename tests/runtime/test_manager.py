@@ -46,6 +46,10 @@ class FakeWorker:
     def alive(self) -> bool:
         return self._started and self.returncode is None
 
+    @property
+    def slots(self) -> int:
+        return self.spec.parallel
+
     async def start(self, timeout: float) -> None:
         if self._gate is not None:
             await self._gate.wait()

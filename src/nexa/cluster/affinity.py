@@ -99,21 +99,32 @@ class ReplicaView:
 @dataclass
 class Affinity:
     """The routing state of one model's replicas: their prefix trees, in-flight counts and the sessions
-    they hold, and counters of the decisions made. Serve's routing loop writes it, /metrics reads it."""
+    they hold, and counters of the decisions made. Serve's routing loop writes it, /metrics reads it.
+
+    A replica's load is what it runs and holds waiting (`load`, from Serve's routed/completed callbacks)
+    plus the requests chosen for it that have not reached it yet (`assigned`): Serve tells the router a
+    request was routed only once the replica accepted it, and without counting its own choices until then,
+    a burst of new requests would all go to the replica that looked least loaded when the burst began."""
 
     load_threshold: int
     capacity: int  # blocks per replica
     slots: int = 1  # requests a replica runs at once
     trees: dict[str, PrefixTree] = field(default_factory=dict)
     load: Counter[str] = field(default_factory=Counter)
+    assigned: Counter[str] = field(default_factory=Counter)
+    replicas: int = 0  # replicas serving now, as Serve last told the router
     sessions: OrderedDict[str, str] = field(default_factory=OrderedDict)
     decisions: Counter[str] = field(default_factory=Counter)
     hits: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
+    def busy(self, replica: str) -> int:
+        """Requests the replica runs or holds, and those on their way to it."""
+        return self.load[replica] + self.assigned[replica]
+
     def waiting(self, replica: str) -> int:
         """Requests the replica holds beyond its slots: they wait in its engine for one to free."""
-        return max(0, self.load[replica] - self.slots)
+        return max(0, self.busy(replica) - self.slots)
 
     def choose(self, replicas: list[str], key: RouteKey) -> Choice:
         """The rule: the session's replica, else the one with the longest prefix match (the less loaded among
@@ -121,12 +132,12 @@ class Affinity:
         than on that one. Without either, the least loaded."""
         with self._lock:
             # Among equally loaded replicas, the one holding least: new conversations spread out.
-            least = min(replicas, key=lambda r: (self.load[r], len(self._tree(r))))
+            least = min(replicas, key=lambda r: (self.busy(r), len(self._tree(r))))
             preferred = self.sessions.get(key.session) if key.session is not None else None
             reason: Reason = "session"
             if preferred not in replicas:
                 matches = {r: self._tree(r).match(key.blocks) for r in replicas}
-                preferred = max(replicas, key=lambda r: (matches[r], -self.load[r]))
+                preferred = max(replicas, key=lambda r: (matches[r], -self.busy(r)))
                 if not matches[preferred]:
                     return Choice(least, "fallback")
                 reason = "prefix"
@@ -134,12 +145,25 @@ class Affinity:
                 return Choice(least, "load")
             return Choice(preferred, reason)
 
+    def assign(self, choice: Choice) -> None:
+        """A request is on its way to `choice.replica`: load there until `routed` or `release` says otherwise."""
+        with self._lock:
+            self.assigned[choice.replica] += 1
+
+    def release(self, choice: Choice) -> None:
+        """The request assigned by `choice` is no longer on its way (routed, chosen again, or cancelled)."""
+        with self._lock:
+            self._release(choice)
+
     def routed(self, replica: str, key: RouteKey, choice: Choice | None, running: bool = True) -> None:
         """The request went to `replica` (and is in flight there unless it has already ended): Serve takes
-        the next rank when the chosen one is full, which is load too. Its prefix and session now live there."""
-        if key.probe:
-            return
+        the next rank when the chosen one is full, which is load too. Its prefix and session now live there.
+        `choice` is the router's (assigned) choice for it, None when it made none."""
         with self._lock:
+            if choice is not None:
+                self._release(choice)
+            if key.probe:
+                return
             self.decisions[choice.reason if choice is not None and choice.replica == replica else "load"] += 1
             tree = self._tree(replica)
             if tree.match(key.blocks):
@@ -157,13 +181,15 @@ class Affinity:
             if self.load[replica] > 0:
                 self.load[replica] -= 1
 
-    def forget(self, keep: set[str]) -> None:
-        """Replicas not in `keep` are gone: their caches went with them, and so do their sessions."""
+    def serving(self, replicas: set[str]) -> None:
+        """These replicas serve now. Any other is gone: its caches went with it, and so do its sessions."""
         with self._lock:
-            for replica in set(self.trees) - keep:
+            self.replicas = len(replicas)
+            for replica in set(self.trees) - replicas:
                 del self.trees[replica]
                 self.load.pop(replica, None)
-            for session in [s for s, r in self.sessions.items() if r not in keep]:
+                self.assigned.pop(replica, None)
+            for session in [s for s, r in self.sessions.items() if r not in replicas]:
                 del self.sessions[session]
 
     def views(self) -> dict[str, ReplicaView]:
@@ -173,6 +199,10 @@ class Affinity:
     def counts(self) -> dict[str, int]:
         with self._lock:
             return dict(self.decisions)
+
+    def _release(self, choice: Choice) -> None:
+        if self.assigned[choice.replica] > 0:
+            self.assigned[choice.replica] -= 1
 
     def _tree(self, replica: str) -> PrefixTree:
         tree = self.trees.get(replica)

@@ -55,6 +55,16 @@ class ServeDeployment:
     def alive(self) -> bool:
         return not self._closed.is_set()
 
+    @property
+    def slots(self) -> int:
+        """Requests its replicas run at once, as many as its router last saw serving: what waits beyond them
+        counts against --max-waiting, as one machine's engine queue does. Never fewer than one replica's (a
+        model scaled to zero has Serve starting one); one replica's under Serve's own router (router=serve),
+        which tells nexa nothing."""
+        affinity = affinity_of(self.app)
+        replicas = affinity.replicas if affinity is not None else 1
+        return self.spec.parallel * max(1, replicas)
+
     async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
         """Busy slots of whichever replica answers (all of them when it has one). Asked only while the model is
         in use: Serve counts the question as load, so asking an idle model would keep it from scaling to zero

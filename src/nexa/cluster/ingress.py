@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+from fastapi import Depends
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from ray import serve
@@ -17,6 +18,7 @@ from nexa.config import Settings
 from nexa.runtime import ModelManager
 from nexa.runtime.memory import Footprint
 from nexa.server.app import create_app
+from nexa.server.session import note_session_hint
 from nexa.store import Store
 
 
@@ -90,6 +92,7 @@ class NexaIngress:
         )
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Serve's hook, called once after __init__
-        app = create_app(self._manager, worker_transport=self._transport)
+        # Only the replica choice reads a request's session hint: noted here, not on one machine.
+        app = create_app(self._manager, worker_transport=self._transport, dependencies=[Depends(note_session_hint)])
         app.state.metrics.registry.register(ReplicaCollector(self._manager, self._transport))
         return app

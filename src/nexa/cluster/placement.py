@@ -14,6 +14,7 @@ UPSCALE_DELAY = 2.0
 # Seconds of load Serve averages over: long enough to ride out gaps between requests.
 LOOK_BACK = 10.0
 ROUTER = "nexa.cluster.routing.PrefixRouter"
+POLICY = "nexa.cluster.scaling.QueuePolicy"
 # Connections llama-server serves beyond its slots (its HTTP threads: slots + 2 on a small machine); one
 # more is closed unanswered (nexa.cluster.replica opens no more). A replica full with waiting requests
 # refuses the next: Serve sends it on.
@@ -27,9 +28,10 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
 
     Each replica reserves what its worker uses (its threads as CPUs, unless num_cpus says otherwise)
     and takes as many requests as it has slots, plus the few that the router lets wait there for the
-    prompt it caches (nexa.cluster.affinity); more wait in Serve's queue for room on any replica. `replicas=N` alone keeps exactly N; with min_replicas / max_replicas, autoscaling targets
-    full slots. By default a model has one replica, which goes after the keep-alive (scale to zero) and
-    comes back on the next request."""
+    prompt it caches (nexa.cluster.affinity); more wait in Serve's queue for room on any replica.
+    `replicas=N` alone keeps exactly N; with min_replicas / max_replicas, replicas are added while requests
+    wait with no free slot for them and go when the rest fit on fewer (nexa.cluster.scaling). By default a
+    model has one replica, which goes after the keep-alive (scale to zero) and comes back on the next request."""
     name, _, quant = spec.alias.rpartition(":")
     options = settings.options_for(name, quant)
     keep_alive = settings.keepalive
@@ -64,7 +66,8 @@ def deployment_options(settings: Settings, spec: WorkerSpec) -> dict[str, Any]:
             "min_replicas": floor,
             "initial_replicas": initial,
             "max_replicas": ceiling,
-            "target_ongoing_requests": spec.parallel,
+            "policy": {"policy_function": POLICY, "policy_kwargs": {"slots": spec.parallel}},
+            "target_ongoing_requests": spec.parallel,  # read only by Serve's own gauges and sanity checks now
             "upscale_delay_s": UPSCALE_DELAY,
             "look_back_period_s": look_back,
             "downscale_delay_s": max(1.0, idle - look_back),

@@ -14,6 +14,7 @@ import httpx
 
 from nexa.cluster.affinity import RouteKey
 from nexa.cluster.placement import ENGINE_SPARE
+from nexa.cluster.scaling import replica_stats
 from nexa.engine.spec import WorkerSpec
 from nexa.runtime.worker import Worker
 from nexa.store import Manifest, ModelRef, Store
@@ -88,7 +89,8 @@ def with_own_key(spec: WorkerSpec) -> WorkerSpec:
 
 class ModelReplica:
     """The deployment's class. Serve constructs it on the node Ray chose, calls `relay` per request
-    (streamed back to the router), `check_health` now and then, and `__del__` when it scales down."""
+    (streamed back to the router), `check_health` and `record_autoscaling_stats` now and then, and `__del__`
+    when it scales down."""
 
     async def __init__(self, spec: dict[str, Any], datadir: str, load_timeout: float):
         located = await asyncio.to_thread(locate, WorkerSpec.model_validate(spec), Path(datadir))
@@ -100,6 +102,7 @@ class ModelReplica:
         limits = httpx.Limits(max_connections=located.parallel + ENGINE_SPARE, keepalive_expiry=4.0)
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(None, connect=5.0), limits=limits)
         self._identity = _here()
+        self._in_flight = 0  # requests relayed to the engine and not yet answered in full (the router's looks aside)
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 
     async def relay(
@@ -109,10 +112,21 @@ class ModelReplica:
         body's bytes as they come. `route` is for the router that chose this replica (nexa.cluster.routing). Ray cancels this generator when the router's client leaves; leaving the
         stream closes the engine's connection, which stops the generation and frees the slot."""
         headers = {**self._worker.headers, "Content-Type": "application/json"}
-        async with self._client.stream(method, self._worker.base_url + path, content=body, headers=headers) as answer:
-            yield {"status": answer.status_code, "content_type": answer.headers.get("content-type", ""), **self._identity}
-            async for chunk in answer.aiter_raw():
-                yield chunk
+        counted = int(route is None or not route.probe)
+        self._in_flight += counted
+        try:
+            async with self._client.stream(method, self._worker.base_url + path, content=body, headers=headers) as answer:
+                yield {"status": answer.status_code, "content_type": answer.headers.get("content-type", ""),
+                       **self._identity}
+                async for chunk in answer.aiter_raw():
+                    yield chunk
+        finally:
+            self._in_flight -= counted
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve's hook for custom autoscaling metrics: the engine's running and waiting requests, which
+        nexa.cluster.scaling's policy scales on."""
+        return replica_stats(self._in_flight, self._worker.spec.parallel)
 
     def identity(self) -> dict[str, Any]:
         return self._identity

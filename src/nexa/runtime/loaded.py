@@ -50,8 +50,8 @@ class LoadedModel:
 
     @property
     def queued(self) -> int:
-        """Requests waiting in the engine's queue for a free slot."""
-        return max(0, self.in_flight - self.parallel)
+        """Requests waiting for a free slot: in its engine's queue, or on a cluster, for any of its replicas."""
+        return max(0, self.in_flight - self.worker.slots)
 
     def drainable(self, now: float) -> bool:
         """Whether it may be taken out of service for another model: its waiters have leased it, and

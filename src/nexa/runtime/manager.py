@@ -4,8 +4,9 @@ It resolves names, loads on demand (concurrent first requests share one load), k
 each model within the memory budget by unloading the least recently used idle ones,
 unloads models idle past their keep-alive, and restarts crashed workers with back-off.
 
-Requests beyond a loaded model's slots wait in its engine's FIFO queue, at most --max-waiting of them;
-the next gets a 503 with Retry-After instead of holding two more sockets in the router.
+Requests beyond a loaded model's slots (on a cluster, all its replicas' slots) wait in its engine's FIFO
+queue (or Serve's), at most --max-waiting of them; the next gets a 503 with Retry-After instead of holding
+two more sockets in the router.
 A load that does not fit waits its turn (FIFO, bounded by --max-queue and --queue-timeout)
 instead of failing: the head of the queue takes the least recently used models out of
 service, and each closes once the requests it is serving end; a model is never stopped
@@ -196,7 +197,7 @@ class ModelManager:
         if model.queued >= self.settings.max_waiting:
             raise Overloaded(
                 f"{model.queued} requests are already waiting for a free slot of '{model_id}' (--max-waiting "
-                f"{self.settings.max_waiting}, --parallel {model.parallel}); retry shortly",
+                f"{self.settings.max_waiting}; all {model.worker.slots} of its slots are busy); retry shortly",
                 retry_after=5, code="queue_full",
             )
         if keep_alive is not None:

@@ -104,6 +104,11 @@ class Worker:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.spec.api_key}"}
 
+    @property
+    def slots(self) -> int:
+        """Requests it runs at once; more wait in its engine's queue."""
+        return self.spec.parallel
+
     async def busy_slots(self, client: httpx.AsyncClient) -> int | None:
         return await busy_slots(client, self.base_url, self.headers)
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
+from fastapi.params import Depends
 
 from nexa import __version__
 from nexa.media.resolve import MediaPolicy
@@ -15,16 +16,18 @@ from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.pull_pool import PullPool
 from nexa.server.response_store import ResponseStore
-from nexa.server.session import note_session_hint
 from nexa.server import ui
 from nexa.server.routes import admin, anthropic, audio, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
 from nexa.wire.openai import ChatCompletionChunk
 
 
-def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport | None = None) -> FastAPI:
+def create_app(
+    manager: ModelManager, worker_transport: httpx.AsyncBaseTransport | None = None, dependencies: Sequence[Depends] = ()
+) -> FastAPI:
     """The router's app. `worker_transport` is how requests reach workers: loopback HTTP by default, or
-    Ray Serve handles when the models run on a cluster (nexa.cluster)."""
+    Ray Serve handles when the models run on a cluster (nexa.cluster). `dependencies` run on every request,
+    after its body is parsed: what only that transport needs to know of a request (its session hint)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -46,7 +49,7 @@ def create_app(manager: ModelManager, worker_transport: httpx.AsyncBaseTransport
         version=__version__,
         description="Local models behind an OpenAI-compatible API.",
         lifespan=lifespan,
-        dependencies=[Depends(note_session_hint)],
+        dependencies=list(dependencies),
     )
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)

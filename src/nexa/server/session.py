@@ -35,6 +35,7 @@ def current_session_hint() -> str | None:
 
 
 async def note_session_hint(request: Request) -> None:
-    """An app-wide dependency. It reads the JSON body FastAPI has already parsed for the route (Starlette
-    caches it on the request), never the body of a route that does not parse one."""
+    """An app-wide dependency of the Ray ingress (nexa.cluster.ingress). It reads the JSON body FastAPI has
+    already parsed for the route (Starlette caches it on the request), never the body of a route that does
+    not parse one."""
     _hint.set(session_hint(request.headers, getattr(request, "_json", None)))
