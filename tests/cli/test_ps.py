@@ -6,7 +6,7 @@ import pytest
 from rich.console import Console
 
 from nexa.cli import ps as ps_command
-from nexa.wire.openai import RunningModel, RunningModelList
+from nexa.wire.admin import RunningModel, RunningModelList
 
 GIB = 1024**3
 

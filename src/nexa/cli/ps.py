@@ -9,7 +9,7 @@ from rich.table import Table
 from nexa.cli.common import console, human_size
 from nexa.cli.remote import ApiKeyOpt, HostOpt, first_key, server_url
 from nexa.errors import NexaError
-from nexa.wire.openai import RunningModelList
+from nexa.wire.admin import RunningModelList
 
 
 def _duration(seconds: float | None) -> str:

@@ -12,7 +12,7 @@ from nexa.runtime.loaded import LoadedModel
 from nexa.runtime.memory import rss
 from nexa.server.deps import Manager, WorkerClient
 from nexa.store import facts
-from nexa.wire.openai import (
+from nexa.wire.admin import (
     LoadRequest,
     RunningModel,
     RunningModelList,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from nexa.wire.openai import Health
+from nexa.wire.admin import Health
 
 router = APIRouter(tags=["health"])
 
