@@ -2,9 +2,10 @@
 
 The engine's audio encoders read at most one window of audio per pass (mtmd cuts its mel spectrogram into
 3,000-frame windows of 10 ms: 30 s) and every window costs its own prompt tokens (750 for a Whisper-style
-qwen2a projector), so a long recording does not fit one prompt. It is decoded here (PyAV, the only decoder)
-to 16 kHz mono, cut into pieces shorter than one window, each cut placed at the quietest moment near the
-window's end so that words are rarely split, and each piece sent as a small WAV file.
+qwen2a projector), so a long recording does not fit one prompt. It is decoded here to 16 kHz mono (by PyAV,
+unless it is a WAV in that form already), cut into pieces shorter than one window, each cut placed at the
+quietest moment near the window's end so that words are rarely split, and each piece sent as a small WAV
+file (consecutive pieces may share one request: nexa.server.speech).
 
 Decoding grows with the file: call `decode` and `cut` off the event loop.
 """
