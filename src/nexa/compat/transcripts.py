@@ -2,7 +2,7 @@
 
 A group of consecutive pieces of the recording becomes one chat request whose user message holds the
 instruction llama.cpp's own transcription route gives ("Transcribe audio to text", plus "(language: xx)" when
-asked) and each piece as an `input_audio` part, in order; it goes through nexa's chat path like any other.
+asked) and the group's audio as `input_audio`; it goes through nexa's chat path like any other.
 Here the groups' streamed chat chunks become one OpenAI answer: a stream of `transcript.text.delta` events
 closed by `transcript.text.done`, or the whole transcript in each `response_format`, one segment (and one
 subtitle cue) per group: the engine says nothing of when in its audio a word was heard.
@@ -36,10 +36,9 @@ def group_request(
     model: str, wavs: Sequence[bytes], task: Task, language: str | None, prompt: str | None,
     temperature: float | None,
 ) -> ChatCompletionRequest:
-    """The chat request for a group of pieces, each its own audio part (the engine encodes each alone, so a
-    cut nexa placed in a quiet moment stays the window's edge). A client's `prompt` is context (spellings,
-    the text before), not an instruction, so it follows the instruction rather than replacing it.
-    Base64 grows with the audio: build it off the event loop."""
+    """The chat request for a group of pieces, their audio in `wavs` (audio parts, in order). A client's
+    `prompt` is context (spellings, the text before), not an instruction, so it follows the instruction
+    rather than replacing it. Base64 grows with the audio: build it off the event loop."""
     instruction = TRANSLATE if task == "translate" else TRANSCRIBE
     if language and task == "transcribe":
         instruction += f" (language: {language})"

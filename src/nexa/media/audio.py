@@ -4,8 +4,8 @@ The engine's audio encoders read at most one window of audio per pass (mtmd cuts
 3,000-frame windows of 10 ms: 30 s) and every window costs its own prompt tokens (750 for a Whisper-style
 qwen2a projector), so a long recording does not fit one prompt. It is decoded here to 16 kHz mono (by PyAV,
 unless it is a WAV in that form already), cut into pieces shorter than one window, each cut placed at the
-quietest moment near the window's end so that words are rarely split, and each piece sent as a small WAV
-file (consecutive pieces may share one request: nexa.server.speech).
+quietest moment near the window's end so that words are rarely split; consecutive pieces may share one
+request (nexa.server.speech), sent as one small WAV file.
 
 Decoding grows with the file: call `decode` and `cut` off the event loop.
 """
@@ -38,14 +38,14 @@ class TooLong(AudioProblem):
     """The audio is longer than the server's duration cap."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Piece:
-    """One part of a recording: where it lies in the whole (seconds) and its audio as a WAV file."""
+    """One part of a recording: where it lies in the whole (seconds) and its samples (a view, not a copy)."""
 
     index: int
     start: float
     end: float
-    wav: bytes
+    samples: np.ndarray
 
 
 def sniff(data: bytes) -> str:
@@ -151,7 +151,7 @@ def cut(samples: np.ndarray) -> list[Piece]:
         end = samples.size
         if end - start > longest:
             end = start + longest - search + _quiet_end(samples[start + longest - search:start + longest])
-        pieces.append(Piece(len(pieces), start / RATE, end / RATE, wav(samples[start:end])))
+        pieces.append(Piece(len(pieces), start / RATE, end / RATE, samples[start:end]))
         start = end
     return pieces
 

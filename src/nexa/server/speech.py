@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 
 from nexa.media import audio as media_audio
 from nexa.store.facts import media_support
@@ -28,7 +29,7 @@ from nexa.server.chat import start_checked_chat
 from nexa.server.metrics import note_audio
 from nexa.server.relay import open_chunks
 from nexa.store import Manifest, ModelType
-from nexa.wire.openai import MAX_MEDIA
+from nexa.wire.openai import MAX_MEDIA, ChatCompletionRequest
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,13 @@ async def transcript_events(
     yield transcript.done()
 
 
+def _request(job: Job, group: Sequence[media_audio.Piece]) -> ChatCompletionRequest:
+    """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as its own route does
+    with a whole clip: each piece its own audio part cost the engine ~60 % more CPU on a 120 s clip."""
+    audio = media_audio.wav(np.concatenate([piece.samples for piece in group]))
+    return group_request(job.model, [audio], job.task, job.language, job.prompt, job.temperature)
+
+
 # A group's chat chunks as they come, then an error or None (the end), for the reader.
 Chunks = asyncio.Queue[dict[str, Any] | BaseException | None]
 
@@ -166,10 +174,7 @@ class _Groups:
         job = self._job
         async with self._gate:
             try:
-                wavs = [piece.wav for piece in group]
-                request = await asyncio.to_thread(
-                    group_request, job.model, wavs, job.task, job.language, job.prompt, job.temperature
-                )
+                request = await asyncio.to_thread(_request, job, group)
                 lease, body = await start_checked_chat(request, self._manager, (job.manifest, job.quant))
                 chunks = await open_chunks(self._client, lease, "/v1/chat/completions", body, heavy=True)
                 async with aclosing(chunks):
