@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 from nexa.media import audio as media_audio
 from nexa.media.audio import FRAME, PIECE_SECONDS, RATE, AudioProblem, TooLong, cut, decode, sniff
-from nexa.compat.transcripts import TRANSCRIBE, TRANSLATE, Span, Transcript, piece_request
+from nexa.compat.transcripts import TRANSCRIBE, TRANSLATE, Span, Transcript, group_request
 from tests.fixtures.media_samples import encoded_audio, wav_bytes
 
 
@@ -56,12 +57,20 @@ def test_verbose_json_of_a_translation_says_english():
 
 def test_the_instruction_keeps_the_engines_words_and_adds_the_clients_hints():
     def text_of(**fields) -> str:
-        request = piece_request("m/a", wav_bytes(0.1), **{"language": None, "prompt": None, "temperature": None, **fields})
+        request = group_request("m/a", [wav_bytes(0.1)], **{"language": None, "prompt": None, "temperature": None, **fields})
         return request.messages[0].content[0].text
 
     assert text_of(task="transcribe") == TRANSCRIBE
     assert text_of(task="transcribe", language="fr", prompt="Ada") == f"{TRANSCRIBE} (language: fr). Context and spellings to follow: Ada"
     assert text_of(task="translate", language="fr") == TRANSLATE
+
+
+def test_a_request_is_one_instruction_then_its_audio_parts_in_order():
+    wavs = [wav_bytes(seconds) for seconds in (0.1, 0.2, 0.3)]
+    content = group_request("m/a", wavs, "transcribe", None, None, None).messages[0].content
+    assert [part.type for part in content] == ["text", "input_audio", "input_audio", "input_audio"]
+    assert [base64.b64decode(part.input_audio.data) for part in content[1:]] == wavs
+    assert {part.input_audio.format for part in content[1:]} == {"wav"}
 
 
 def test_formats_are_told_by_their_bytes():
@@ -70,6 +79,15 @@ def test_formats_are_told_by_their_bytes():
     assert sniff(encoded_audio("ipod", "aac", 0.2)) == "M4A"
     with pytest.raises(AudioProblem, match="it is text"):
         sniff(b"just words")
+
+
+def test_a_wav_already_in_the_engines_form_is_read_as_it_is():
+    rng = np.random.default_rng(1)
+    samples = (rng.standard_normal(2 * RATE) * 3000).astype(np.int16)
+    data = media_audio.wav(samples)
+    assert np.array_equal(decode(data, 60), samples)
+    assert np.array_equal(media_audio._ffmpeg(data, "WAV", 60), samples)  # what FFmpeg makes of it
+    assert decode(wav_bytes(1.0, rate=8000), 60).size == RATE  # any other WAV is resampled by FFmpeg
 
 
 def test_decoding_stops_at_the_duration_cap():
@@ -87,7 +105,8 @@ def test_a_cut_falls_in_the_quietest_moment_near_the_window_end():
     assert pieces[0].end == pytest.approx((gap + 4 * FRAME) / RATE)
     assert all(p.end - p.start <= PIECE_SECONDS for p in pieces)
     assert pieces[-1].end == 70.0 and all(a.end == b.start for a, b in zip(pieces, pieces[1:]))
-    assert sniff(pieces[0].wav) == "WAV" and decode(pieces[0].wav, 60).size == gap + 4 * FRAME
+    assert pieces[0].samples.size == gap + 4 * FRAME
+    assert np.array_equal(np.concatenate([p.samples for p in pieces]), samples)  # views of the whole, in order
 
 
 def test_silence_is_cut_at_the_longest_piece():

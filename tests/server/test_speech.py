@@ -48,13 +48,27 @@ def test_text_is_the_transcript_alone(client):
         == SCRIPT + "\n"
 
 
+# The session server gives the audio model 2 slots sharing 4,096 tokens: a request holds 2 pieces (~800 tokens
+# each), so 70 s, 3 pieces, is 2 requests. The scripted model says its script once per request it answers.
+GROUPED = 70.0
+
+
+def test_pieces_share_a_request_as_far_as_a_slots_share_of_the_cache_holds_them(client):
+    answer = client.audio.transcriptions.create(model=AUDIO, file=("talk.wav", wav_bytes(GROUPED)))
+    assert answer.text == f"{SCRIPT} {SCRIPT}"  # 2 engine requests for 3 pieces
+    assert answer.usage.input_tokens > 3 * 750  # every piece was heard: ~750 audio tokens each
+    assert client.audio.transcriptions.create(model=AUDIO, file=("t.wav", wav_bytes(GROUPED)), response_format="text") \
+        == f"{SCRIPT} {SCRIPT}\n"
+
+
 def test_verbose_json_has_one_segment_per_piece(client):
+    # Segments say when: a request per piece, whose times the segment keeps.
     answer = client.audio.transcriptions.create(
-        model=AUDIO, file=("talk.wav", wav_bytes(40.0)), response_format="verbose_json", language="en",
+        model=AUDIO, file=("talk.wav", wav_bytes(GROUPED)), response_format="verbose_json", language="en",
     )
-    assert (answer.text, answer.duration, answer.language) == (f"{SCRIPT} {SCRIPT}", 40.0, "en")
+    assert (answer.text, answer.duration, answer.language) == (" ".join([SCRIPT] * 3), GROUPED, "en")
     assert [(s.id, s.start, s.end, s.text) for s in answer.segments] == [
-        (0, 0.0, PIECE_SECONDS, SCRIPT), (1, PIECE_SECONDS, 40.0, SCRIPT)
+        (0, 0.0, PIECE_SECONDS, SCRIPT), (1, PIECE_SECONDS, 2 * PIECE_SECONDS, SCRIPT), (2, 2 * PIECE_SECONDS, GROUPED, SCRIPT)
     ]
     assert answer.segments[1].seek == round(PIECE_SECONDS * 100)
 
@@ -69,11 +83,11 @@ def test_subtitles_have_one_cue_per_piece(client, fmt, expected):
 
 
 def test_a_stream_is_deltas_then_the_whole_text(client):
-    events = list(client.audio.transcriptions.create(model=AUDIO, file=("t.wav", wav_bytes(40.0)), stream=True))
+    events = list(client.audio.transcriptions.create(model=AUDIO, file=("t.wav", wav_bytes(GROUPED)), stream=True))
     deltas = [e.delta for e in events if e.type == "transcript.text.delta"]
     assert [e.type for e in events[len(deltas):]] == ["transcript.text.done"]
-    assert "".join(deltas) == events[-1].text == f"{SCRIPT} {SCRIPT}"
-    assert len(deltas) > 2 and events[-1].usage.input_tokens > 1500  # two pieces, each ~750 audio tokens
+    assert "".join(deltas) == events[-1].text == f"{SCRIPT} {SCRIPT}"  # grouped as json is
+    assert len(deltas) > 2 and events[-1].usage.input_tokens > 3 * 750
 
 
 def test_translations_answer_in_english(client):
@@ -110,6 +124,9 @@ def test_a_ten_minute_clip_is_transcribed_piece_by_piece(client, http):
         time.sleep(0.05)
     assert metric(http, "nexa_audio_seconds_total") - before == pytest.approx(600.0, abs=0.01)
     assert metric(http, "nexa_requests_total", route="/v1/audio/transcriptions", status="200") >= 1
+    # Without segments to time, two pieces a request: 11 requests.
+    grouped = client.audio.transcriptions.create(model=AUDIO, file=("long.wav", wav_bytes(600)))
+    assert grouped.text == " ".join([SCRIPT] * math.ceil(pieces / 2)) and grouped.usage.input_tokens > pieces * 750
 
 
 def test_the_model_card_lists_transcription(http):
@@ -194,12 +211,15 @@ def test_a_clip_over_the_duration_cap_is_400_and_loads_nothing(capped_http):
     error = refusal(transcribe(capped_http, wav_bytes(CAP_SECONDS + 5, rate=8000)))
     assert error["code"] == "audio_too_long" and f"limit of {CAP_SECONDS} s" in error["message"]
     assert capped_http.get("/v1/ps").json()["data"] == []
-    assert transcribe(capped_http, wav_bytes(CAP_SECONDS - 1, rate=8000)).json()["text"] == f"{SCRIPT} {SCRIPT}"
+    answer = transcribe(capped_http, wav_bytes(CAP_SECONDS - 1, rate=8000)).json()
+    assert answer["text"] == SCRIPT and answer["usage"]["input_tokens"] > 2 * 750  # 2 pieces, one request
 
 
-def test_a_client_that_leaves_mid_stream_frees_the_slot(capped_http):
+@pytest.mark.parametrize("clip", [wav_bytes(1.0), wav_bytes(CAP_SECONDS - 1, rate=8000)], ids=["one-piece", "grouped"])
+def test_a_client_that_leaves_mid_stream_frees_the_slot(capped_http, clip):
+    # The grouped clip's two pieces are one request: its text streams while the engine still generates it.
     form = {"model": LOOP, "stream": "true"}
-    with capped_http.stream("POST", "/v1/audio/transcriptions", files={"file": ("t.wav", wav_bytes(1.0))},
+    with capped_http.stream("POST", "/v1/audio/transcriptions", files={"file": ("t.wav", clip)},
                             data=form) as response:
         lines = response.iter_lines()  # held: dropping a half-read iterator would close the connection early
         first = json.loads(next(line for line in lines if line.startswith("data: "))[6:])

@@ -1,10 +1,11 @@
 """OpenAI speech-to-text ↔ chat requests with audio, for a recording sent in pieces.
 
-Each piece of the recording becomes one chat request whose user message holds the instruction llama.cpp's own
-transcription route gives ("Transcribe audio to text", plus "(language: xx)" when asked) and the piece as
-`input_audio`; it goes through nexa's chat path like any other. Here the pieces' streamed chat chunks become
-one OpenAI answer: a stream of `transcript.text.delta` events closed by `transcript.text.done`, or the whole
-transcript in each `response_format`, one segment (and one subtitle cue) per piece.
+A group of consecutive pieces of the recording becomes one chat request whose user message holds the
+instruction llama.cpp's own transcription route gives ("Transcribe audio to text", plus "(language: xx)" when
+asked) and the group's audio as `input_audio`; it goes through nexa's chat path like any other.
+Here the groups' streamed chat chunks become one OpenAI answer: a stream of `transcript.text.delta` events
+closed by `transcript.text.done`, or the whole transcript in each `response_format`, one segment (and one
+subtitle cue) per group: the engine says nothing of when in its audio a word was heard.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import base64
 import zlib
 from dataclasses import dataclass, field
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from nexa.wire.audio import (
@@ -30,28 +32,29 @@ TRANSCRIBE = "Transcribe audio to text"  # the instruction of llama.cpp's transc
 TRANSLATE = "Translate the speech in this audio into English text"
 
 
-def piece_request(
-    model: str, wav: bytes, task: Task, language: str | None, prompt: str | None, temperature: float | None
+def group_request(
+    model: str, wavs: Sequence[bytes], task: Task, language: str | None, prompt: str | None,
+    temperature: float | None,
 ) -> ChatCompletionRequest:
-    """The chat request for one piece. A client's `prompt` is context (spellings, the text before), not an
-    instruction, so it follows the instruction rather than replacing it."""
+    """The chat request for a group of pieces, their audio in `wavs` (audio parts, in order). A client's
+    `prompt` is context (spellings, the text before), not an instruction, so it follows the instruction
+    rather than replacing it. Base64 grows with the audio: build it off the event loop."""
     instruction = TRANSLATE if task == "translate" else TRANSCRIBE
     if language and task == "transcribe":
         instruction += f" (language: {language})"
     if prompt:
         instruction += f". Context and spellings to follow: {prompt}"
-    audio = {"data": base64.b64encode(wav).decode(), "format": "wav"}
+    audio = [{"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}
+             for wav in wavs]
     return ChatCompletionRequest.model_validate({
         "model": model, "stream": True, "temperature": temperature,
-        "messages": [{"role": "user", "content": [
-            {"type": "text", "text": instruction}, {"type": "input_audio", "input_audio": audio},
-        ]}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": instruction}, *audio]}],
     })
 
 
 @dataclass(frozen=True)
 class Span:
-    """Where a piece lies in the recording, in seconds."""
+    """Where a group of pieces lies in the recording, in seconds."""
 
     index: int
     start: float
@@ -60,8 +63,8 @@ class Span:
 
 @dataclass
 class Transcript:
-    """The pieces' chat chunks, in order, as OpenAI's stream events and whole answers. `feed` returns
-    the events to stream now; after the last piece, `done` or `render` give the whole."""
+    """The groups' chat chunks, in order, as OpenAI's stream events and whole answers. `feed` returns
+    the events to stream now; after the last group, `done` or `render` give the whole."""
 
     task: Task
     language: str | None = None
@@ -70,14 +73,14 @@ class Transcript:
     _spans: list[Span] = field(default_factory=list)
     _texts: list[list[str]] = field(default_factory=list)
     _said: bool = False  # anything streamed yet
-    _piece_said: bool = False
+    _group_said: bool = False
     _held: str = ""  # whitespace streamed only once more text follows
 
     def feed(self, span: Span, chunk: dict[str, Any]) -> list[dict[str, Any]]:
         if not self._spans or self._spans[-1].index != span.index:
             self._spans.append(span)
             self._texts.append([])
-            self._piece_said = False
+            self._group_said = False
         if usage := chunk.get("usage"):
             self.usage.input_tokens += int(usage.get("prompt_tokens") or 0)
             self.usage.output_tokens += int(usage.get("completion_tokens") or 0)
@@ -86,13 +89,13 @@ class Transcript:
         for choice in chunk.get("choices") or ():
             delta = str((choice.get("delta") or {}).get("content") or "")
             self._texts[-1].append(delta)
-            if not self._piece_said:  # pieces are joined by one space, whatever the model starts with
+            if not self._group_said:  # groups are joined by one space, whatever the model starts with
                 delta = delta.lstrip()
                 if not delta:
                     continue
                 self._held = " " if self._said else ""
-                self._piece_said = self._said = True
-            # Whitespace is held back until more text follows: a piece's last spaces are not the transcript's.
+                self._group_said = self._said = True
+            # Whitespace is held back until more text follows: a group's last spaces are not the transcript's.
             text = self._held + delta
             shown = text.rstrip()
             self._held = text[len(shown):]

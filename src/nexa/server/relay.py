@@ -211,14 +211,15 @@ async def _fetch_whole(client: httpx.AsyncClient, lease: Lease, path: str, body:
 
 
 async def open_chunks(
-    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]
+    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool = False
 ) -> AsyncIterator[dict[str, Any]]:
     """Start a stream and return its chunks, parsed, for dialects that translate them. An engine
     error before the first chunk is raised here as EngineRefused; a worker lost mid-stream is
     WorkerCrashed from the iterator. The usage chunk always comes last. Closing the iterator
-    (the client left) closes the engine's connection, which stops the generation."""
+    (the client left) closes the engine's connection, which stops the generation. A `heavy` body
+    (megabytes of audio) is encoded in a thread, not on the event loop."""
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    return _parsed_chunks(await _open_stream(client, lease, path, body), lease)
+    return _parsed_chunks(await _open_stream(client, lease, path, body, heavy), lease)
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool = False) -> httpx.Response:
@@ -232,13 +233,14 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool 
         return await client.send(request, stream=stream)
 
 
-async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Response:
+async def _open_stream(
+    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool = False
+) -> httpx.Response:
     """The worker's streaming answer, its headers in. On failure the lease is released and the
     engine's error raised as EngineRefused, a lost worker as WorkerCrashed."""
     note_model(lease.model.id)
-    request = client.build_request("POST", lease.worker.base_url + path, json=body, headers=lease.worker.headers)
     try:
-        upstream = await _send(client, request, stream=True)
+        upstream = await _send(client, await _post(client, lease, path, body, heavy), stream=True)
     except BaseException as exc:  # a client that left cancels it here too
         lease.release()
         if isinstance(exc, httpx.HTTPError):
@@ -250,6 +252,15 @@ async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body:
         lease.release()
         raise engine_refusal(upstream.status_code, content)
     return upstream
+
+
+async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool) -> httpx.Request:
+    """The POST of `body` to the worker; a heavy one JSON-encoded in a thread (as httpx would encode it)."""
+    url, headers = lease.worker.base_url + path, lease.worker.headers
+    if not heavy:
+        return client.build_request("POST", url, json=body, headers=headers)
+    content = await asyncio.to_thread(lambda: json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
+    return client.build_request("POST", url, content=content, headers={**headers, "Content-Type": "application/json"})
 
 
 @asynccontextmanager

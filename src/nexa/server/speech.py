@@ -1,32 +1,35 @@
-"""Speech to text on nexa's chat path: check the model and the file, then transcribe piece by piece.
+"""Speech to text on nexa's chat path: check the model and the file, then transcribe group by group.
 
 A recording is decoded and cut (nexa.media.audio) in a thread before any model is leased, so a bad
-file never loads a model. Each piece is then one streamed chat request through `start_chat`, exactly as a
-chat client's audio would be (names, media rules, leases, the engine's errors), while one lease held for
-the whole recording keeps the model loaded between pieces. Pieces run side by side, as many as the model
-has slots, so the engine batches them as it would one long prompt; the transcript still streams in order.
+file never loads a model. Consecutive pieces are then grouped, as many as a slot's share of the model's KV
+cache holds (each request has a fixed cost in the engine, which a 30 s piece alone does not amortise), and
+each group is one streamed chat request through the chat path, as a chat client's audio would be (names,
+leases, the engine's errors), while one lease held for the whole recording keeps the model loaded between
+them. Groups run side by side, as many as the model has slots, so the engine batches them; the transcript
+still streams in order.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import numpy as np
 
 from nexa.media import audio as media_audio
-from nexa.media.resolve import MediaPolicy
 from nexa.store.facts import media_support
-from nexa.compat.transcripts import Span, Task, Transcript, piece_request
+from nexa.compat.transcripts import Span, Task, Transcript, group_request
 from nexa.errors import InvalidRequest, WrongModelType
 from nexa.runtime import ModelManager
-from nexa.server.chat import start_chat
+from nexa.server.chat import start_checked_chat
 from nexa.server.metrics import note_audio
 from nexa.server.relay import open_chunks
 from nexa.store import Manifest, ModelType
+from nexa.wire.openai import MAX_MEDIA, ChatCompletionRequest
 
 
 @dataclass(frozen=True)
@@ -79,66 +82,107 @@ class Job:
     language: str | None
     prompt: str | None
     temperature: float | None
+    timed: bool = False  # the answer gives each segment's time (subtitles): a request per piece, a segment each
+    streamed: bool = False  # the text goes out as it comes: the first group is one piece
 
     def transcript(self) -> Transcript:
         return Transcript(self.task, self.language, self.temperature)
 
 
 # A piece's share of the slots' one KV cache: a window's audio tokens (750-822 for Whisper-style encoders), the
-# instruction and the text it gives. Pieces run side by side only as far as their shares fit the context.
+# instruction and the text it gives. A request holds as many pieces as a slot's share of the cache has room for.
 PIECE_TOKENS = 1024
 
 
-def side_by_side(slots: int, context: int) -> int:
-    """How many pieces may run at once: one per slot, as far as the shared context holds them."""
-    return max(1, min(slots, context // PIECE_TOKENS))
+@dataclass(frozen=True)
+class Plan:
+    """How a recording goes to the engine: pieces per request, and requests at once."""
+
+    per_request: int
+    side_by_side: int
+
+
+def plan(slots: int, context: int, most: int = MAX_MEDIA) -> Plan:
+    """Each request as many pieces as a slot's share of the shared context holds (`most` at most, and the
+    chat path's media limit), and one request per slot as far as the context holds them all: with every slot
+    full, the cache is full, and not beyond (a chunk that finds no room fails in the engine: "failed to
+    process mtmd chunk")."""
+    per_request = max(1, min(most, MAX_MEDIA, context // slots // PIECE_TOKENS))
+    return Plan(per_request, max(1, min(slots, context // (per_request * PIECE_TOKENS))))
+
+
+def groups(pieces: Sequence[media_audio.Piece], per_request: int, first: int = 0) -> list[Sequence[media_audio.Piece]]:
+    """Consecutive pieces, at most `per_request` a group, the groups as even as their count allows (5 pieces
+    by 4 are 3 and 2, not 4 and 1: the last group does not finish long after the others). With `first`, the first
+    group is that many pieces, so a streamed transcript's text starts after one piece's work, not a whole group's.
+    A recording has at least one piece."""
+    head, rest = pieces[:first], pieces[first:]
+    if not rest:
+        return [head]
+    count = -(-len(rest) // per_request)
+    size = -(-len(rest) // count)
+    return ([head] if head else []) + [rest[at:at + size] for at in range(0, len(rest), size)]
 
 
 async def transcript_events(
-    job: Job, transcript: Transcript, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient
+    job: Job, transcript: Transcript, manager: ModelManager, client: httpx.AsyncClient
 ) -> AsyncIterator[dict[str, Any]]:
     """OpenAI's stream events for the job, in order, ending with `transcript.text.done`. Closing the
-    generator (the client left) cancels every piece in flight, which closes their engine streams: they stop."""
+    generator (the client left) cancels every group in flight, which closes their engine streams: they stop."""
     async with await manager.acquire(job.manifest, job.quant) as held:
-        pieces = _Pieces(job, manager, media, client, side_by_side(held.model.parallel, held.model.spec.ctx))
+        shape = plan(held.model.parallel, held.model.spec.ctx, 1 if job.timed else MAX_MEDIA)
+        runs = _Groups(job, manager, client, shape)
         try:
-            for piece, chunks in pieces.in_order():
-                span = Span(piece.index, piece.start, piece.end)
+            for span, chunks in runs.in_order():
                 while (chunk := await chunks.get()) is not None:
                     if isinstance(chunk, BaseException):
                         raise chunk
                     for event in transcript.feed(span, chunk):
                         yield event
-                note_audio(piece.end - piece.start)
+                note_audio(span.end - span.start)
         finally:
-            await pieces.cancel()
+            await runs.cancel()
     yield transcript.done()
 
 
-class _Pieces:
-    """Every piece's chat request started at once, at most `slots` of them running (the model's parallel
-    slots: the engine batches them), each piece's chunks queued for the reader, who takes them in order.
-    A piece's waiting request is behind any other client's in the engine's queue, so sharing stays fair."""
+def _request(job: Job, group: Sequence[media_audio.Piece]) -> ChatCompletionRequest:
+    """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as its own route does
+    with a whole clip: each piece its own audio part cost the engine ~60 % more CPU on a 120 s clip."""
+    audio = media_audio.wav(np.concatenate([piece.samples for piece in group]))
+    return group_request(job.model, [audio], job.task, job.language, job.prompt, job.temperature)
 
-    def __init__(self, job: Job, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient, slots: int):
-        self._job, self._manager, self._media, self._client = job, manager, media, client
-        self._gate = asyncio.Semaphore(slots)
-        self._queues: list[asyncio.Queue[dict[str, Any] | BaseException | None]] = []
+
+# A group's chat chunks as they come, then an error or None (the end), for the reader.
+Chunks = asyncio.Queue[dict[str, Any] | BaseException | None]
+
+
+class _Groups:
+    """Every group's chat request started at once, at most `side_by_side` of them running (the model's
+    slots: the engine batches them), each group's chunks queued for the reader, who takes them in order.
+    A group's waiting request is behind any other client's in the engine's queue, so sharing stays fair."""
+
+    def __init__(self, job: Job, manager: ModelManager, client: httpx.AsyncClient, plan: Plan):
+        self._job, self._manager, self._client = job, manager, client
+        self._groups = groups(job.recording.pieces, plan.per_request, 1 if job.streamed else 0)
+        self._gate = asyncio.Semaphore(plan.side_by_side)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def in_order(self) -> Iterator[tuple[media_audio.Piece, asyncio.Queue[dict[str, Any] | BaseException | None]]]:
-        for piece in self._job.recording.pieces:  # the gate admits them in this order (asyncio's is FIFO)
-            self._queues.append(asyncio.Queue())
-            self._tasks.append(asyncio.create_task(self._run(piece, self._queues[-1])))
-        yield from zip(self._job.recording.pieces, self._queues)
+    def in_order(self) -> Iterator[tuple[Span, Chunks]]:
+        queues: list[Chunks] = []
+        for group in self._groups:  # the gate admits them in this order (asyncio's is FIFO)
+            queues.append(asyncio.Queue())
+            self._tasks.append(asyncio.create_task(self._run(group, queues[-1])))
+        for index, (group, queue) in enumerate(zip(self._groups, queues)):
+            yield Span(index, group[0].start, group[-1].end), queue
 
-    async def _run(self, piece: media_audio.Piece, out: asyncio.Queue[dict[str, Any] | BaseException | None]) -> None:
+    async def _run(self, group: Sequence[media_audio.Piece], out: Chunks) -> None:
         job = self._job
         async with self._gate:
             try:
-                request = piece_request(job.model, piece.wav, job.task, job.language, job.prompt, job.temperature)
-                lease, body = await start_chat(request, self._manager, self._media, (job.manifest, job.quant))
-                async with aclosing(await open_chunks(self._client, lease, "/v1/chat/completions", body)) as chunks:
+                request = await asyncio.to_thread(_request, job, group)
+                lease, body = await start_checked_chat(request, self._manager, (job.manifest, job.quant))
+                chunks = await open_chunks(self._client, lease, "/v1/chat/completions", body, heavy=True)
+                async with aclosing(chunks):
                     async for chunk in chunks:
                         out.put_nowait(chunk)
             except Exception as exc:  # the reader raises it, in order
@@ -146,7 +190,7 @@ class _Pieces:
         out.put_nowait(None)
 
     async def cancel(self) -> None:
-        """Stop every piece. Waited for with asyncio.wait, not gather: a cancelled gather cancels its tasks
+        """Stop every group. Waited for with asyncio.wait, not gather: a cancelled gather cancels its tasks
         again, and a second cancellation would cut short their closing of the engine streams."""
         for task in self._tasks:
             task.cancel()
@@ -154,12 +198,10 @@ class _Pieces:
             await asyncio.wait(self._tasks)
 
 
-async def whole_transcript(
-    job: Job, manager: ModelManager, media: MediaPolicy, client: httpx.AsyncClient
-) -> Transcript:
-    """Every piece transcribed, for a non-streamed answer."""
+async def whole_transcript(job: Job, manager: ModelManager, client: httpx.AsyncClient) -> Transcript:
+    """Every group transcribed, for a non-streamed answer."""
     transcript = job.transcript()
-    async with aclosing(transcript_events(job, transcript, manager, media, client)) as events:
+    async with aclosing(transcript_events(job, transcript, manager, client)) as events:
         async for _ in events:
             pass
     return transcript

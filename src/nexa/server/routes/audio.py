@@ -10,12 +10,11 @@ from fastapi import APIRouter, File, Form, UploadFile
 from fastapi.responses import Response
 from pydantic import WithJsonSchema
 
-from nexa.media.resolve import MediaPolicy
 from nexa.compat.transcripts import Task
 from nexa.compat.translator import Unchanged
 from nexa.runtime import ModelManager
 from nexa.server.body import unless_client_leaves
-from nexa.server.deps import Manager, MediaRules, WorkerClient
+from nexa.server.deps import Manager, WorkerClient
 from nexa.server.stream import OPENAI, respond
 from nexa.server.speech import Job, audio_model, read_recording, transcript_events, whole_transcript
 from nexa.wire.audio import ResponseFormat, Transcription, VerboseTranscription
@@ -32,6 +31,9 @@ Temperature = Annotated[float | None, Form(ge=0, le=2, description="Sampling tem
                         WithJsonSchema({"type": "number", "minimum": 0, "maximum": 2})]
 Format = Annotated[ResponseFormat, Form(description="json, text, verbose_json (segments), srt or vtt.")]
 Stream = Annotated[bool, Form(description="Stream transcript.text.delta events, then transcript.text.done.")]
+# Formats whose segments (subtitle cues) say when: one engine request per piece of under 30 s, so each
+# segment has the piece's times (the engine gives none finer); the others share requests, which is faster.
+TIMED = ("verbose_json", "srt", "vtt")
 _ANSWERS: dict[int | str, dict[str, Any]] = {200: {
     "model": Transcription | VerboseTranscription,
     "description": "The transcript in `response_format` (text, srt and vtt as plain text), or server-sent events.",
@@ -40,23 +42,23 @@ _ANSWERS: dict[int | str, dict[str, Any]] = {200: {
 
 @router.post("/v1/audio/transcriptions", responses=_ANSWERS, response_model=None)
 async def transcriptions(
-    manager: Manager, client: WorkerClient, media: MediaRules, file: AudioFile, model: Model,
+    manager: Manager, client: WorkerClient, file: AudioFile, model: Model,
     language: Annotated[str | None, Form(max_length=32, description="The speech's language (ISO-639-1, e.g. en).")] = None,
     prompt: Prompt = None, temperature: Temperature = None, response_format: Format = "json", stream: Stream = False,
 ) -> Response:
     """Transcribe a recording with an audio model; long ones in pieces of under 30 s, streamed as they go."""
     form = _Form("/v1/audio/transcriptions", "transcribe", file, model, language, prompt, temperature, response_format, stream)
-    return await _answer(form, manager, client, media)
+    return await _answer(form, manager, client)
 
 
 @router.post("/v1/audio/translations", responses=_ANSWERS, response_model=None)
 async def translations(
-    manager: Manager, client: WorkerClient, media: MediaRules, file: AudioFile, model: Model,
+    manager: Manager, client: WorkerClient, file: AudioFile, model: Model,
     prompt: Prompt = None, temperature: Temperature = None, response_format: Format = "json", stream: Stream = False,
 ) -> Response:
     """Translate a recording's speech into English text; otherwise as /v1/audio/transcriptions."""
     form = _Form("/v1/audio/translations", "translate", file, model, None, prompt, temperature, response_format, stream)
-    return await _answer(form, manager, client, media)
+    return await _answer(form, manager, client)
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,15 @@ class _Form:
     stream: bool
 
 
-async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient, media: MediaPolicy) -> Response:
+async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient) -> Response:
     manifest, quant = await audio_model(manager, form.model, form.route)
     data = await form.file.read()
     recording = await read_recording(data, form.file.filename or "file", manager.settings.max_audio_seconds)
-    job = Job(form.model, manifest, quant, recording, form.task, form.language, form.prompt, form.temperature)
+    timed = not form.stream and form.response_format in TIMED
+    job = Job(form.model, manifest, quant, recording, form.task, form.language, form.prompt, form.temperature, timed,
+              streamed=form.stream)
     if form.stream:
-        return respond(transcript_events(job, job.transcript(), manager, media, client), Unchanged(), OPENAI, form.route)
-    transcript = await unless_client_leaves(whole_transcript(job, manager, media, client))
+        return respond(transcript_events(job, job.transcript(), manager, client), Unchanged(), OPENAI, form.route)
+    transcript = await unless_client_leaves(whole_transcript(job, manager, client))
     body, media_type = transcript.render(form.response_format, recording.duration)
     return Response(body, media_type=media_type)
