@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import httpx
 
@@ -28,3 +29,21 @@ def test_events_that_are_not_objects_are_skipped_and_the_stream_goes_on():
 
     assert asyncio.run(read()) == [{"choices": [{"text": "ok", "index": 0}]}]
     assert lease.released
+
+
+def test_a_body_with_images_or_audio_is_encoded_off_the_event_loop_and_sent_whole():
+    class Worker:
+        base_url, headers = "http://engine", {"Authorization": "Bearer k"}
+
+    class Lease:
+        worker = Worker()
+
+    audio = {"type": "input_audio", "input_audio": {"data": "UklGRg" * 100_000, "format": "wav"}}
+    heavy = {"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}, audio]}], "stream": True}
+    light = {"messages": [{"role": "user", "content": "hi"}], "stream": True}
+    assert relay._carries_media(heavy) and not relay._carries_media(light)
+    with httpx.Client() as client:  # both encodings send the same JSON
+        for body in (heavy, light):
+            request = asyncio.run(relay._post(client, Lease(), "/v1/chat/completions", body))
+            assert request.headers["content-type"] == "application/json"
+            assert json.loads(request.content) == body

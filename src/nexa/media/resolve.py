@@ -154,6 +154,10 @@ def decode_base64(text: str) -> bytes:
         raise MediaProblem("the data is not valid base64") from None
 
 
+def _base64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def parse_data_uri(uri: str) -> bytes:
     """The bytes of a `data:[<mime>][;base64],<payload>` URI (the declared type is not trusted)."""
     header, comma, payload = uri.partition(",")
@@ -180,7 +184,7 @@ def local_path(ref: str) -> Path | None:
 async def load_source(ref: str, policy: MediaPolicy) -> bytes:
     """The bytes behind a media reference: a data: URI, an http(s) URL or a local path."""
     if ref.startswith("data:"):
-        data = parse_data_uri(ref)
+        data = await asyncio.to_thread(parse_data_uri, ref)  # megabytes of base64: off the event loop
         if len(data) > policy.max_bytes:
             raise MediaProblem(f"the data is over the {policy.max_bytes // MIB} MiB limit")
         return data
@@ -228,7 +232,7 @@ async def _image(part: ImagePart, support: MediaSupport, policy: MediaPolicy) ->
     except ImageProblem as exc:
         raise MediaProblem(str(exc)) from None
     detail = part.image_url.detail if isinstance(part.image_url, ImageURL) else None
-    url = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    url = f"data:{mime};base64,{await asyncio.to_thread(_base64, data)}"
     return ImagePart(type="image_url", image_url=ImageURL(url=url, detail=detail))
 
 
@@ -236,11 +240,11 @@ async def _audio(part: AudioPart, support: MediaSupport, policy: MediaPolicy) ->
     if not support.audio:
         raise _lacks(support, "audio", "audio")
     if isinstance(part.input_audio, InputAudio) and not part.input_audio.data.startswith("data:"):
-        data = decode_base64(part.input_audio.data)
+        data = await asyncio.to_thread(decode_base64, part.input_audio.data)
     else:
         ref = part.input_audio.data if isinstance(part.input_audio, InputAudio) else part.input_audio
         data = await load_source(ref.strip(), policy)
-    audio = InputAudio(data=base64.b64encode(data).decode(), format=audio_format(data))
+    audio = InputAudio(data=await asyncio.to_thread(_base64, data), format=audio_format(data))
     return AudioPart(type="input_audio", input_audio=audio)
 
 

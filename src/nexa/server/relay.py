@@ -211,15 +211,14 @@ async def _fetch_whole(client: httpx.AsyncClient, lease: Lease, path: str, body:
 
 
 async def open_chunks(
-    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool = False
+    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]
 ) -> AsyncIterator[dict[str, Any]]:
     """Start a stream and return its chunks, parsed, for dialects that translate them. An engine
     error before the first chunk is raised here as EngineRefused; a worker lost mid-stream is
     WorkerCrashed from the iterator. The usage chunk always comes last. Closing the iterator
-    (the client left) closes the engine's connection, which stops the generation. A `heavy` body
-    (megabytes of audio) is encoded in a thread, not on the event loop."""
+    (the client left) closes the engine's connection, which stops the generation."""
     body = {**body, "stream": True, "stream_options": {"include_usage": True}}
-    return _parsed_chunks(await _open_stream(client, lease, path, body, heavy), lease)
+    return _parsed_chunks(await _open_stream(client, lease, path, body), lease)
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool = False) -> httpx.Response:
@@ -233,14 +232,12 @@ async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool 
         return await client.send(request, stream=stream)
 
 
-async def _open_stream(
-    client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool = False
-) -> httpx.Response:
+async def _open_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Response:
     """The worker's streaming answer, its headers in. On failure the lease is released and the
     engine's error raised as EngineRefused, a lost worker as WorkerCrashed."""
     note_model(lease.model.id)
     try:
-        upstream = await _send(client, await _post(client, lease, path, body, heavy), stream=True)
+        upstream = await _send(client, await _post(client, lease, path, body), stream=True)
     except BaseException as exc:  # a client that left cancels it here too
         lease.release()
         if isinstance(exc, httpx.HTTPError):
@@ -254,13 +251,24 @@ async def _open_stream(
     return upstream
 
 
-async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any], heavy: bool) -> httpx.Request:
-    """The POST of `body` to the worker; a heavy one JSON-encoded in a thread (as httpx would encode it)."""
+async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Request:
+    """The POST of `body` to the worker. A body that carries images or audio (megabytes of base64) is
+    JSON-encoded in a thread, as httpx would encode it, not on the event loop."""
     url, headers = lease.worker.base_url + path, lease.worker.headers
-    if not heavy:
+    if not _carries_media(body):
         return client.build_request("POST", url, json=body, headers=headers)
     content = await asyncio.to_thread(lambda: json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
     return client.build_request("POST", url, content=content, headers={**headers, "Content-Type": "application/json"})
+
+
+_MEDIA_PARTS = ("image_url", "input_audio")
+
+
+def _carries_media(body: dict[str, Any]) -> bool:
+    """Whether a chat body holds an image or audio part (inline: the media resolver put them there)."""
+    return any(isinstance(message.get("content"), list)
+               and any(isinstance(part, dict) and part.get("type") in _MEDIA_PARTS for part in message["content"])
+               for message in body.get("messages") or () if isinstance(message, dict))
 
 
 @asynccontextmanager

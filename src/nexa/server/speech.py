@@ -181,7 +181,7 @@ class _Groups:
             try:
                 request = await asyncio.to_thread(_request, job, group)
                 lease, body = await start_checked_chat(request, self._manager, (job.manifest, job.quant))
-                chunks = await open_chunks(self._client, lease, "/v1/chat/completions", body, heavy=True)
+                chunks = await open_chunks(self._client, lease, "/v1/chat/completions", body)
                 async with aclosing(chunks):
                     async for chunk in chunks:
                         out.put_nowait(chunk)
