@@ -118,7 +118,7 @@ class ModelManager:
 
     @property
     def memory_budget(self) -> int:
-        return int(self.settings.memory_budget)
+        return self.planner.memory_budget
 
     def waiting(self) -> int:
         """Requests waiting for a model to load (and for room to load it)."""
