@@ -270,6 +270,20 @@ def test_trickled_headers_get_the_connection_closed(own_server):
     assert answer == b"" and seconds < BODY_TIMEOUT + 1.5
 
 
+def test_piled_up_headers_get_the_connection_closed_and_the_next_client_is_served(own_server):
+    """httptools bounds a request's head (as h11 did, at 16 KiB); 256 KiB of headers are past either bound."""
+    with socket.create_connection(("127.0.0.2", own_server.port), timeout=10) as sock:
+        try:
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.2\r\n")
+            for _ in range(256):
+                sock.sendall(b"X-Pile: " + b"a" * 1014 + b"\r\n")
+            closed = sock.recv(1) == b""
+        except (ConnectionResetError, BrokenPipeError):
+            closed = True
+    assert closed  # a server still waiting for the end of the headers times the recv out instead
+    assert httpx.get(own_server.base_url + "/health", timeout=10).status_code == 200
+
+
 def test_requests_cut_by_the_shutdown_drain_say_so(own_http, own_server):
     """Last in this module: it stops the server. The drain's grace is 8 s; the loop model runs far longer."""
     loop_id = f"{LOOP}:F32"

@@ -16,6 +16,7 @@ from nexa.server import errors, metrics, openapi_errors, security
 from nexa.server.body import JSONBodyByDefault
 from nexa.server.pull_pool import PullPool
 from nexa.server.response_store import ResponseStore
+from nexa.server.worker_client import worker_client
 from nexa.server import ui
 from nexa.server.routes import admin, anthropic, audio, generate, health, models, responses, retrieval, ollama, ollama_models
 from nexa.server.routes import llama_router
@@ -31,11 +32,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Generations can run for minutes: no read timeout; idle connections expire
-        # before llama.cpp's own 5 s keep-alive does.
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=4.0)
-        timeout = httpx.Timeout(None, connect=5.0)
-        async with httpx.AsyncClient(limits=limits, timeout=timeout, transport=worker_transport) as client:
+        async with worker_client(worker_transport) as client:
             app.state.worker_client = client
             try:
                 await manager.start()

@@ -11,7 +11,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Iterable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, TypeVar
 
 import httpx
@@ -61,6 +61,7 @@ def engine_refusal(status: int, content: bytes) -> EngineRefused:
 
 
 _USAGE_KEY = '"usage":'
+_USAGE_BYTES = _USAGE_KEY.encode()
 _decoder = json.JSONDecoder()
 
 
@@ -157,31 +158,31 @@ async def post_stream(client: httpx.AsyncClient, lease: Lease, path: str, body: 
 
 class Relayed(Translator):
     """The engine's own events passed on as its bytes: only `model` renamed, and the usage dropped where the
-    client did not ask for it. Only a line that holds usage is parsed."""
+    client did not ask for it. Only a line that holds usage is decoded and parsed."""
 
     def __init__(self, rename: ModelRenamer, wants_usage: bool):
         self._rename, self._wants_usage = rename, wants_usage
 
-    def feed(self, line: str) -> list[bytes]:
-        if _USAGE_KEY in line:
-            note_usage(_usage(line))
+    def feed(self, line: bytes) -> list[bytes]:
+        if _USAGE_BYTES in line:
+            note_usage(_usage(line.decode(errors="replace")))
             line = line if self._wants_usage else _without_usage(line)
-        return [self._rename(line.encode()) + b"\n\n"] if line else []
+        return [self._rename(line) + b"\n\n"] if line else []
 
     def fail(self, body: dict[str, Any]) -> list[bytes]:
         return [sse_data(body)]
 
 
-def _without_usage(line: str) -> str:
+def _without_usage(line: bytes) -> bytes:
     """The event without its usage: a usage-only chunk (chat) goes, a final chunk (completions) loses the field."""
     try:
-        chunk = json.loads(line.removeprefix("data: "))
+        chunk = json.loads(line.removeprefix(b"data: "))
     except ValueError:
         return line
     if not isinstance(chunk, dict) or not chunk.get("choices"):
-        return ""
+        return b""
     chunk.pop("usage", None)
-    return "data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":"))
+    return sse_data(chunk).removesuffix(b"\n\n")
 
 
 async def fetch_json(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -287,25 +288,35 @@ async def _reading(upstream: httpx.Response, lease: Lease) -> AsyncIterator[None
             lease.release()
 
 
-async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[str]:
-    """The engine's stream line by line, blank lines left out: what the engine's own dialect passes on."""
+async def _lines(upstream: httpx.Response, lease: Lease) -> AsyncIterator[bytes]:
+    """The engine's stream line by line, as bytes, blank lines left out: what the engine's own dialect
+    passes on untouched. Read raw and split here: the engine's events are UTF-8 JSON and `data:` lines,
+    so no text decoding is needed for the lines that are only passed on."""
     async with _reading(upstream, lease):
-        async for line in upstream.aiter_lines():
-            if line:
-                yield line
+        rest = b""
+        async for data in upstream.aiter_raw():
+            *lines, rest = (rest + data).split(b"\n")
+            for line in lines:
+                if line := line.removesuffix(b"\r"):
+                    yield line
+        if rest:
+            yield rest
+
+
+_DATA, _DONE = b"data: ", b"data: [DONE]"
 
 
 async def _parsed_chunks(upstream: httpx.Response, lease: Lease) -> AsyncIterator[dict[str, Any]]:
-    async with _reading(upstream, lease):
-        async for line in upstream.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
+    async with aclosing(_lines(upstream, lease)) as lines:  # closed with this one: the engine's connection too
+        async for line in lines:
+            if not line.startswith(_DATA) or line == _DONE:
                 continue
             try:
-                chunk = json.loads(line[len("data: "):])
+                chunk = json.loads(line[len(_DATA):])
             except ValueError:
                 chunk = None
             if not isinstance(chunk, dict):  # 'data: null' and the like: no event of llama-server's, nothing to relay
-                log.warning("skipped an engine stream event that is not a JSON object: %.200s", line)
+                log.warning("skipped an engine stream event that is not a JSON object: %.200r", line)
                 continue
             if "error" in chunk:
                 error = chunk["error"] if isinstance(chunk["error"], dict) else {"message": str(chunk["error"])}

@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from nexa.config import LOOPBACK_NAMES, Settings
 from nexa.server.errors import error_response
@@ -244,9 +244,10 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-class _HeaderDeadline(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol, closing a connection whose request headers are not all in within
-    `timeout` seconds of its first byte (or of the connection): a client trickling headers holds nothing."""
+class _HeaderDeadline(AutoHTTPProtocol):  # type: ignore[misc,valid-type]
+    """uvicorn's HTTP/1.1 protocol (httptools' C parser where installed, else h11), closing a connection
+    whose request headers are not all in within `timeout` seconds of its first byte (or of the connection):
+    a client trickling headers holds nothing. Both parsers bound the size of a request's head themselves."""
 
     timeout = 30.0
 
