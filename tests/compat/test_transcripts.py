@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 
 import numpy as np
@@ -10,13 +9,15 @@ import pytest
 
 from nexa.media import audio as media_audio
 from nexa.media.audio import FRAME, PIECE_SECONDS, RATE, AudioProblem, TooLong, cut, decode, sniff
-from nexa.compat.transcripts import TRANSCRIBE, TRANSLATE, Span, Transcript, group_request
+from nexa.compat.transcripts import TRANSCRIBE, TRANSLATE, Span, Transcript, engine_form
 from tests.fixtures.media_samples import encoded_audio, wav_bytes
 
 
 def chunk(text: str | None = None, usage: dict | None = None) -> dict:
-    choices = [] if text is None else [{"index": 0, "delta": {"content": text}}]
-    return {"choices": choices, **({"usage": usage} if usage else {})}
+    """An event of the engine's transcription stream: a delta, or the group's end with its usage."""
+    if text is not None:
+        return {"type": "transcript.text.delta", "delta": text}
+    return {"type": "transcript.text.done", "text": "", "usage": {"type": "tokens", **(usage or {})}}
 
 
 def fed(pieces: list[list[str]], task: str = "transcribe") -> tuple[Transcript, list[str]]:
@@ -25,7 +26,7 @@ def fed(pieces: list[list[str]], task: str = "transcribe") -> tuple[Transcript, 
         span = Span(index, index * 10.0, index * 10.0 + 10)
         for part in parts:
             deltas += [e["delta"] for e in transcript.feed(span, chunk(part))]
-        transcript.feed(span, chunk(usage={"prompt_tokens": 800, "completion_tokens": len(parts)}))
+        transcript.feed(span, chunk(usage={"input_tokens": 800, "output_tokens": len(parts)}))
     return transcript, deltas
 
 
@@ -57,20 +58,17 @@ def test_verbose_json_of_a_translation_says_english():
 
 def test_the_instruction_keeps_the_engines_words_and_adds_the_clients_hints():
     def text_of(**fields) -> str:
-        request = group_request("m/a", [wav_bytes(0.1)], **{"language": None, "prompt": None, "temperature": None, **fields})
-        return request.messages[0].content[0].text
+        return engine_form(**{"language": None, "prompt": None, "temperature": None, **fields})["prompt"]
 
     assert text_of(task="transcribe") == TRANSCRIBE
     assert text_of(task="transcribe", language="fr", prompt="Ada") == f"{TRANSCRIBE} (language: fr). Context and spellings to follow: Ada"
     assert text_of(task="translate", language="fr") == TRANSLATE
 
 
-def test_a_request_is_one_instruction_then_its_audio_parts_in_order():
-    wavs = [wav_bytes(seconds) for seconds in (0.1, 0.2, 0.3)]
-    content = group_request("m/a", wavs, "transcribe", None, None, None).messages[0].content
-    assert [part.type for part in content] == ["text", "input_audio", "input_audio", "input_audio"]
-    assert [base64.b64decode(part.input_audio.data) for part in content[1:]] == wavs
-    assert {part.input_audio.format for part in content[1:]} == {"wav"}
+def test_the_engine_form_streams_and_names_a_temperature_only_when_given():
+    assert engine_form("transcribe", None, None, None) == {"prompt": TRANSCRIBE, "stream": "true"}
+    assert engine_form("transcribe", None, None, 0.2)["temperature"] == "0.2"
+    assert "language" not in engine_form("transcribe", "fr", None, None)  # in the instruction, not said twice
 
 
 def test_formats_are_told_by_their_bytes():

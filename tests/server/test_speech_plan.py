@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from nexa.media.audio import PIECE_SECONDS, Piece
-from nexa.server.speech import PIECE_TOKENS, Plan, groups, plan
-from nexa.wire.openai import MAX_MEDIA
+from nexa.server.speech import MOST_PIECES, PIECE_TOKENS, Plan, groups, plan
 
 
 def pieces(count: int) -> list[Piece]:
@@ -23,7 +22,7 @@ def indices(grouped: list) -> list[list[int]]:
     (4, 4 * PIECE_TOKENS, Plan(1, 4)),  # a window a slot: one piece a request, every slot busy
     (2, 4096, Plan(2, 2)),  # the test servers' audio models
     (4, 6 * PIECE_TOKENS, Plan(1, 4)),  # a share of 1.5 pieces holds one
-    (1, 32768, Plan(MAX_MEDIA, 1)),  # room for 32 pieces, but a chat request takes 16 clips at most
+    (1, 32768, Plan(MOST_PIECES, 1)),  # room for 32 pieces, but a request takes 16 at most
     (4, 2 * PIECE_TOKENS, Plan(1, 2)),  # a cache too small for every slot to hold a window
     (8, 512, Plan(1, 1)),  # one at a time, whatever the cache
 ])

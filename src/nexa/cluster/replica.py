@@ -106,12 +106,15 @@ class ModelReplica:
         log.info("replica %s serves %s on node %s", self._identity["replica"], located.alias, self._identity["node_ip"])
 
     async def relay(
-        self, method: str, path: str, body: bytes | None, route: RouteKey | None = None
+        self, method: str, path: str, body: bytes | None, route: RouteKey | None = None,
+        content_type: str = "application/json",
     ) -> AsyncIterator[dict[str, Any] | bytes]:
-        """One request to the worker: first its status, content type and this replica's identity, then the
-        body's bytes as they come. `route` is for the router that chose this replica (nexa.cluster.routing). Ray cancels this generator when the router's client leaves; leaving the
-        stream closes the engine's connection, which stops the generation and frees the slot."""
-        headers = {**self._worker.headers, "Content-Type": "application/json"}
+        """One request to the worker (a JSON body, or a multipart form: a transcript's audio): first its status,
+        content type and this replica's identity, then the answer's bytes as they come. `route` is for the
+        router that chose this replica (nexa.cluster.routing). Ray cancels this generator when the router's
+        client leaves; leaving the stream closes the engine's connection, which stops the generation and frees
+        the slot."""
+        headers = {**self._worker.headers, "Content-Type": content_type}
         counted = int(route is None or not route.probe)
         self._in_flight += counted
         try:

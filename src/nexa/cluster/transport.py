@@ -70,7 +70,8 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
             self.last_request[app] = time.monotonic()
         route = RouteKey(probe=True) if probe else await route_key(body)
         try:
-            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None, route=route)
+            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None, route=route,
+                                            content_type=request.headers.get("content-type", "application/json"))
             head = await call.__anext__()
         except Exception as exc:  # no replica could take it, or it died before answering
             raise httpx.ConnectError(f"no replica of {app} answered: {exc}", request=request) from exc

@@ -1,19 +1,20 @@
-"""OpenAI speech-to-text ↔ chat requests with audio, for a recording sent in pieces.
+"""OpenAI speech-to-text, for a recording sent to the engine in pieces.
 
-A group of consecutive pieces of the recording becomes one chat request whose user message holds the
-instruction llama.cpp's own transcription route gives ("Transcribe audio to text", plus "(language: xx)" when
-asked) and the group's audio as `input_audio`; it goes through nexa's chat path like any other.
-Here the groups' streamed chat chunks become one OpenAI answer: a stream of `transcript.text.delta` events
-closed by `transcript.text.done`, or the whole transcript in each `response_format`, one segment (and one
-subtitle cue) per group: the engine says nothing of when in its audio a word was heard.
+A group of consecutive pieces of the recording goes to the engine's own transcription route (llama.cpp's
+`/v1/audio/transcriptions`, one WAV in a multipart form), with nexa's instruction as its prompt: the words
+that route would use ("Transcribe audio to text", plus "(language: xx)" when asked) or a translation's, and
+a client's context after them. The engine's route turns it into a chat request to the same model, as a
+chat client's audio would be, but reads the audio as bytes: the chat route's base64 inside a JSON body
+cost the engine a fifth of its speed on a 120 s clip (bench/transcribe.py).
+Here the groups' streamed engine events become one OpenAI answer: a stream of `transcript.text.delta`
+events closed by `transcript.text.done`, or the whole transcript in each `response_format`, one segment
+(and one subtitle cue) per group: the engine says nothing of when in its audio a word was heard.
 """
 
 from __future__ import annotations
 
-import base64
 import zlib
 from dataclasses import dataclass, field
-from collections.abc import Sequence
 from typing import Any, Literal
 
 from nexa.wire.audio import (
@@ -25,31 +26,25 @@ from nexa.wire.audio import (
     Transcription,
     VerboseTranscription,
 )
-from nexa.wire.openai import ChatCompletionRequest
 
 Task = Literal["transcribe", "translate"]
 TRANSCRIBE = "Transcribe audio to text"  # the instruction of llama.cpp's transcription route
 TRANSLATE = "Translate the speech in this audio into English text"
 
 
-def group_request(
-    model: str, wavs: Sequence[bytes], task: Task, language: str | None, prompt: str | None,
-    temperature: float | None,
-) -> ChatCompletionRequest:
-    """The chat request for a group of pieces, their audio in `wavs` (audio parts, in order). A client's
+def engine_form(task: Task, language: str | None, prompt: str | None, temperature: float | None) -> dict[str, str]:
+    """The form fields of a group's request to the engine's transcription route, beside its WAV. A client's
     `prompt` is context (spellings, the text before), not an instruction, so it follows the instruction
-    rather than replacing it. Base64 grows with the audio: build it off the event loop."""
+    rather than replacing it; the language goes into the instruction, where the engine would put it."""
     instruction = TRANSLATE if task == "translate" else TRANSCRIBE
     if language and task == "transcribe":
         instruction += f" (language: {language})"
     if prompt:
         instruction += f". Context and spellings to follow: {prompt}"
-    audio = [{"type": "input_audio", "input_audio": {"data": base64.b64encode(wav).decode(), "format": "wav"}}
-             for wav in wavs]
-    return ChatCompletionRequest.model_validate({
-        "model": model, "stream": True, "temperature": temperature,
-        "messages": [{"role": "user", "content": [{"type": "text", "text": instruction}, *audio]}],
-    })
+    form = {"prompt": instruction, "stream": "true"}
+    if temperature is not None:
+        form["temperature"] = repr(temperature)
+    return form
 
 
 @dataclass(frozen=True)
@@ -63,7 +58,7 @@ class Span:
 
 @dataclass
 class Transcript:
-    """The groups' chat chunks, in order, as OpenAI's stream events and whole answers. `feed` returns
+    """The groups' engine events, in order, as OpenAI's stream events and whole answers. `feed` returns
     the events to stream now; after the last group, `done` or `render` give the whole."""
 
     task: Task
@@ -76,32 +71,32 @@ class Transcript:
     _group_said: bool = False
     _held: str = ""  # whitespace streamed only once more text follows
 
-    def feed(self, span: Span, chunk: dict[str, Any]) -> list[dict[str, Any]]:
+    def feed(self, span: Span, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """The events to stream for one of the engine's: a group's `transcript.text.delta`, or its
+        `transcript.text.done`, which brings the group's token usage."""
         if not self._spans or self._spans[-1].index != span.index:
             self._spans.append(span)
             self._texts.append([])
             self._group_said = False
-        if usage := chunk.get("usage"):
-            self.usage.input_tokens += int(usage.get("prompt_tokens") or 0)
-            self.usage.output_tokens += int(usage.get("completion_tokens") or 0)
+        if usage := event.get("usage"):
+            self.usage.input_tokens += int(usage.get("input_tokens") or 0)
+            self.usage.output_tokens += int(usage.get("output_tokens") or 0)
             self.usage.total_tokens = self.usage.input_tokens + self.usage.output_tokens
-        events = []
-        for choice in chunk.get("choices") or ():
-            delta = str((choice.get("delta") or {}).get("content") or "")
-            self._texts[-1].append(delta)
-            if not self._group_said:  # groups are joined by one space, whatever the model starts with
-                delta = delta.lstrip()
-                if not delta:
-                    continue
-                self._held = " " if self._said else ""
-                self._group_said = self._said = True
-            # Whitespace is held back until more text follows: a group's last spaces are not the transcript's.
-            text = self._held + delta
-            shown = text.rstrip()
-            self._held = text[len(shown):]
-            if shown:
-                events.append(TextDelta(delta=shown).model_dump())
-        return events
+        if event.get("type") != "transcript.text.delta":
+            return []
+        delta = str(event.get("delta") or "")
+        self._texts[-1].append(delta)
+        if not self._group_said:  # groups are joined by one space, whatever the model starts with
+            delta = delta.lstrip()
+            if not delta:
+                return []
+            self._held = " " if self._said else ""
+            self._group_said = self._said = True
+        # Whitespace is held back until more text follows: a group's last spaces are not the transcript's.
+        text = self._held + delta
+        shown = text.rstrip()
+        self._held = text[len(shown):]
+        return [TextDelta(delta=shown).model_dump()] if shown else []
 
     @property
     def segments(self) -> list[Segment]:

@@ -52,17 +52,8 @@ async def start_chat(
         supported = await asyncio.to_thread(supports_tools, manifest, manager.store.model_dir(manifest.name), quant)
         require_tool_support(request, manifest, supported)
     messages = await resolve_media(request.messages, manifest, manager.store.model_dir(manifest.name), media)
-    return await start_checked_chat(request.model_copy(update={"messages": messages}), manager, target, keep_cache)
-
-
-async def start_checked_chat(
-    request: ChatCompletionRequest, manager: ModelManager, target: Target, keep_cache: str | None = None
-) -> tuple[Lease, dict[str, Any]]:
-    """As `start_chat`, for a request whose media is already inline and checked: nexa's own audio pieces,
-    which would otherwise be base64-decoded, checked and encoded again (megabytes, on the event loop)."""
-    manifest, quant = target
     context = await manager.context_for(manifest, quant)
-    body = chat_body(request, manifest, context)
+    body = chat_body(request.model_copy(update={"messages": messages}), manifest, context)
     apply_keep_cache(body, keep_cache)
     return await manager.acquire(manifest, quant, request.keep_alive), body
 

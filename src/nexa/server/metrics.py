@@ -55,12 +55,14 @@ def note_audio(seconds: float) -> None:
 
 
 def note_usage(usage: Any) -> None:
-    """Record an engine `usage` object (OpenAI shape); anything else is ignored."""
+    """Record an engine `usage` object (a chat's shape, or a transcript's input and output tokens);
+    anything else is ignored."""
     record = _current.get()
     if record is not None and isinstance(usage, dict):
-        record.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-        record.cached_tokens += int((usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0)
-        record.completion_tokens += int(usage.get("completion_tokens") or 0)
+        details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+        record.prompt_tokens += int(usage.get("prompt_tokens") or usage.get("input_tokens") or 0)
+        record.cached_tokens += int(details.get("cached_tokens") or 0)
+        record.completion_tokens += int(usage.get("completion_tokens") or usage.get("output_tokens") or 0)
 
 
 class Metrics:

@@ -1,12 +1,13 @@
-"""Speech to text on nexa's chat path: check the model and the file, then transcribe group by group.
+"""Speech to text on the engine's own transcription route: check the model and the file, then transcribe
+group by group.
 
 A recording is decoded and cut (nexa.media.audio) in a thread before any model is leased, so a bad
 file never loads a model. Consecutive pieces are then grouped, as many as a slot's share of the model's KV
 cache holds (each request has a fixed cost in the engine, which a 30 s piece alone does not amortise), and
-each group is one streamed chat request through the chat path, as a chat client's audio would be (names,
-leases, the engine's errors), while one lease held for the whole recording keeps the model loaded between
-them. Groups run side by side, as many as the model has slots, so the engine batches them; the transcript
-still streams in order.
+each group is one WAV streamed through the engine's `/v1/audio/transcriptions` (nexa.server.relay
+`open_transcript`) under a lease of its own, as a chat client's request is, while one lease held for the
+whole recording keeps the model loaded between them. Groups run side by side, as many as the model has
+slots, so the engine batches them; the transcript still streams in order.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ import numpy as np
 
 from nexa.media import audio as media_audio
 from nexa.store.facts import media_support
-from nexa.compat.transcripts import Span, Task, Transcript, group_request
+from nexa.compat.transcripts import Span, Task, Transcript, engine_form
 from nexa.errors import InvalidRequest, WrongModelType
 from nexa.runtime import ModelManager
-from nexa.server.chat import start_checked_chat
 from nexa.server.metrics import note_audio
-from nexa.server.relay import open_chunks
+from nexa.server.relay import open_transcript
 from nexa.store import Manifest, ModelType
-from nexa.wire.openai import MAX_MEDIA, ChatCompletionRequest
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,6 @@ async def read_recording(data: bytes, filename: str, max_seconds: float) -> Reco
 class Job:
     """One transcription: the model, the recording and what the client asked."""
 
-    model: str
     manifest: Manifest
     quant: str
     recording: Recording
@@ -88,7 +86,14 @@ class Job:
     def transcript(self) -> Transcript:
         return Transcript(self.task, self.language, self.temperature)
 
+    @property
+    def form(self) -> dict[str, str]:
+        return engine_form(self.task, self.language, self.prompt, self.temperature)
 
+
+# The most pieces one engine request holds (8 minutes of audio): what one request's prompt may cost, and the
+# text of a non-streamed group waits for, whatever a large cache would hold.
+MOST_PIECES = 16
 # A piece's share of the slots' one KV cache: a window's audio tokens (750-822 for Whisper-style encoders), the
 # instruction and the text it gives. A request holds as many pieces as a slot's share of the cache has room for.
 PIECE_TOKENS = 1024
@@ -102,12 +107,12 @@ class Plan:
     side_by_side: int
 
 
-def plan(slots: int, context: int, most: int = MAX_MEDIA) -> Plan:
-    """Each request as many pieces as a slot's share of the shared context holds (`most` at most, and the
-    chat path's media limit), and one request per slot as far as the context holds them all: with every slot
+def plan(slots: int, context: int, most: int = MOST_PIECES) -> Plan:
+    """Each request as many pieces as a slot's share of the shared context holds (`most` at most), and one
+    request per slot as far as the context holds them all: with every slot
     full, the cache is full, and not beyond (a chunk that finds no room fails in the engine: "failed to
     process mtmd chunk")."""
-    per_request = max(1, min(most, MAX_MEDIA, context // slots // PIECE_TOKENS))
+    per_request = max(1, min(most, context // slots // PIECE_TOKENS))
     return Plan(per_request, max(1, min(slots, context // (per_request * PIECE_TOKENS))))
 
 
@@ -130,7 +135,7 @@ async def transcript_events(
     """OpenAI's stream events for the job, in order, ending with `transcript.text.done`. Closing the
     generator (the client left) cancels every group in flight, which closes their engine streams: they stop."""
     async with await manager.acquire(job.manifest, job.quant) as held:
-        shape = plan(held.model.parallel, held.model.spec.ctx, 1 if job.timed else MAX_MEDIA)
+        shape = plan(held.model.parallel, held.model.spec.ctx, 1 if job.timed else MOST_PIECES)
         runs = _Groups(job, manager, client, shape)
         try:
             for span, chunks in runs.in_order():
@@ -145,14 +150,13 @@ async def transcript_events(
     yield transcript.done()
 
 
-def _request(job: Job, group: Sequence[media_audio.Piece]) -> ChatCompletionRequest:
-    """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as its own route does
-    with a whole clip: each piece its own audio part cost the engine ~60 % more CPU on a 120 s clip."""
-    audio = media_audio.wav(np.concatenate([piece.samples for piece in group]))
-    return group_request(job.model, [audio], job.task, job.language, job.prompt, job.temperature)
+def _wav(group: Sequence[media_audio.Piece]) -> bytes:
+    """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as it does with a
+    whole clip: each piece a file of its own cost the engine ~60 % more CPU on a 120 s clip."""
+    return media_audio.wav(np.concatenate([piece.samples for piece in group]))
 
 
-# A group's chat chunks as they come, then an error or None (the end), for the reader.
+# A group's engine events as they come, then an error or None (the end), for the reader.
 Chunks = asyncio.Queue[dict[str, Any] | BaseException | None]
 
 
@@ -179,9 +183,9 @@ class _Groups:
         job = self._job
         async with self._gate:
             try:
-                request = await asyncio.to_thread(_request, job, group)
-                lease, body = await start_checked_chat(request, self._manager, (job.manifest, job.quant))
-                chunks = await open_chunks(self._client, lease, "/v1/chat/completions", body)
+                wav = await asyncio.to_thread(_wav, group)
+                lease = await self._manager.acquire(job.manifest, job.quant)
+                chunks = await open_transcript(self._client, lease, wav, job.form)
                 async with aclosing(chunks):
                     async for chunk in chunks:
                         out.put_nowait(chunk)

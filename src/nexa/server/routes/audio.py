@@ -81,7 +81,7 @@ async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient)
     data = await form.file.read()
     recording = await read_recording(data, form.file.filename or "file", manager.settings.max_audio_seconds)
     timed = not form.stream and form.response_format in TIMED
-    job = Job(form.model, manifest, quant, recording, form.task, form.language, form.prompt, form.temperature, timed,
+    job = Job(manifest, quant, recording, form.task, form.language, form.prompt, form.temperature, timed,
               streamed=form.stream)
     if form.stream:
         return respond(transcript_events(job, job.transcript(), manager, client), Unchanged(), OPENAI, form.route)
