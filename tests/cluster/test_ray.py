@@ -21,6 +21,7 @@ import pytest
 from nexa.store import Store
 from nexa.hub.starter import STARTER_NAME, fetch_starter
 from tests.conftest import TINY, ServerProcess, import_tiny, cache_dir, worker_pids
+from tests.fixtures.media_samples import wav_bytes
 from tests.fixtures.tiny_models import make_chat_llm
 
 ray = pytest.importorskip("ray", reason="the Ray tests need pip install -e '.[ray]'")
@@ -33,6 +34,7 @@ PINNED = "test/qwen3-text"  # on node_b only, never scaled to zero
 REPLICATED = "test/loop-pair"  # exactly two replicas, one per `slot`; it answers until max_tokens
 ELASTIC = "test/llama-text"  # the default: one replica, gone after the keep-alive, back on the next request
 SCALING = "test/loop-scale"  # one slot, one replica, a second one while requests wait for that slot
+AUDIO = "test/audio-qwen2a"  # speech to text: its engine requests are multipart forms, not JSON
 LONG = STARTER_NAME  # a real model (SmolLM2-135M): 4,000 tokens take it a minute here, time to leave mid-way
 MARK = "NEXA_RAY_TEST_CLUSTER"  # set in every process of the cluster, so its engine workers can be found
 MAX_WAITING = 10  # --max-waiting: above what any test here leaves waiting on purpose, but for the one about it
@@ -64,7 +66,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 @pytest.fixture(scope="module")
 def ray_store(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Store:
     store = Store(tmp_path_factory.mktemp("ray-store"))
-    for name in (PINNED, ELASTIC):
+    for name in (PINNED, ELASTIC, AUDIO):
         import_tiny(store, tiny_dir, name, *TINY[name])
     files = tmp_path_factory.mktemp("ray-models")
     make_chat_llm(str(files / "loop.gguf"), script=["Tick", " tock"], loop=True, n_ctx=65536)
@@ -83,6 +85,7 @@ def ray_server(cluster: Cluster, ray_store: Store) -> Iterator[ServerProcess]:
         "--model-option", f"{LONG}:num_cpus=0,ctx=8192,parallel=1",
         "--model-option", f"{REPLICATED}:replicas=2,resource.slot=1,num_cpus=0,ctx=32768",
         "--model-option", f"{ELASTIC}:num_cpus=0",
+        "--model-option", f"{AUDIO}:num_cpus=0,ctx=4096",
         "--model-option", f"{SCALING}:min_replicas=1,max_replicas=2,parallel=1,num_cpus=0,ctx=32768",
         startup_timeout=120,
     )
@@ -175,6 +178,14 @@ def test_a_stream_is_relayed_event_by_event(chat_client: openai.OpenAI) -> None:
     deltas = [chunk.choices[0].delta.content for chunk in stream if chunk.choices and chunk.choices[0].delta.content]
     assert len(deltas) > 3
     assert "".join(deltas) == "Hello from a scripted model."
+
+
+def test_a_recording_is_transcribed_through_a_replica(chat_client: openai.OpenAI) -> None:
+    # 70 s: 3 pieces in 2 engine requests made at once from one client request, each a multipart form
+    # relayed with its content type (the second used to hang: Serve tracked both calls by one request id).
+    answer = chat_client.audio.transcriptions.create(model=AUDIO, file=("talk.wav", wav_bytes(70.0)))
+    assert answer.text == "Hello from a scripted model. Hello from a scripted model."
+    assert answer.usage.input_tokens > 3 * 750
 
 
 def test_a_client_that_leaves_frees_the_replicas_slot(api: httpx.Client) -> None:

@@ -9,7 +9,9 @@ into a clean error (JSON, or a final SSE error event)."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from typing import Any
@@ -70,14 +72,27 @@ class ReplicaTransport(httpx.AsyncBaseTransport):
             self.last_request[app] = time.monotonic()
         route = RouteKey(probe=True) if probe else await route_key(body)
         try:
-            call = self._handle(app).remote(request.method, request.url.raw_path.decode(), body or None, route=route,
-                                            content_type=request.headers.get("content-type", "application/json"))
+            call = contextvars.copy_context().run(
+                _own_call, self._handle(app), request.method, request.url.raw_path.decode(), body or None,
+                route=route, content_type=request.headers.get("content-type", "application/json"),
+            )
             head = await call.__anext__()
         except Exception as exc:  # no replica could take it, or it died before answering
             raise httpx.ConnectError(f"no replica of {app} answered: {exc}", request=request) from exc
         self.answered[app, head["replica"], head["node_ip"]] += 1
         headers = {"content-type": head["content_type"], "x-nexa-replica": head["replica"], "x-nexa-node": head["node_ip"]}
         return httpx.Response(head["status"], headers=headers, stream=_ReplicaStream(call), request=request)
+
+
+def _own_call(handle: Any, *args: Any, **kwargs: Any) -> Any:
+    """The handle call under a request id of its own. Serve tags a call with the id of the client request
+    being served (a context variable the request's tasks share) and tracks calls by it: a request that
+    makes two calls at once (a recording's groups, an embedding batch's parts) would have the second's
+    answer never arrive. Run in a copy of the context, so the request's own id is left as it was."""
+    from ray.serve.context import _set_request_context
+
+    _set_request_context(_internal_request_id=uuid.uuid4().hex)
+    return handle.remote(*args, **kwargs)
 
 
 async def route_key(body: bytes) -> RouteKey:
