@@ -95,3 +95,25 @@ def test_no_worker_listening_is_a_connect_error():
 
     with pytest.raises(httpx.ConnectError):
         asyncio.run(main())
+
+
+def test_answers_read_to_the_end_leave_their_connection_for_the_next_request():
+    connections = []
+
+    async def keep_alive(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(writer)
+        while True:
+            try:
+                await _read_request(reader)
+            except asyncio.IncompleteReadError:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+            await writer.drain()
+
+    async def main() -> list[str]:
+        server, url = await _serve(keep_alive)
+        async with server, worker_client() as client:
+            return [(await client.get(url)).text for _ in range(3)]
+
+    assert asyncio.run(main()) == ["ok"] * 3
+    assert len(connections) == 1

@@ -1,106 +1,204 @@
-"""The router's HTTP client to its workers: httpx over httpcore, on asyncio's own streams.
+"""The router's HTTP client to its local workers: httpx, over a transport of llhttp's parser (httptools).
 
-httpcore reaches sockets through anyio, which wraps every read in a cancel scope and an exception
-map, two context managers per read; a streamed answer is one read per token, and those two were
-about half the router's CPU time per streamed token (bench/router_cpu.py). Workers listen on
-loopback over plain HTTP, reads have no deadline (a generation runs for minutes) and only the
-connect has one, so asyncio's streams are all this needs: the same httpcore connection pool and
-HTTP/1.1 parser, through httpcore's documented network-backend interface.
+A streamed answer is one small chunk per token. httpx's default transport reads it through anyio (a
+cancel scope and an exception map around every read), h11's pure-Python parser and a stack of
+generators: about 110 us of CPU per token here, out of the engine's cores. This transport speaks the
+same HTTP/1.1 to the same loopback workers on asyncio's streams, parsing with httptools (the C parser
+uvicorn uses for the router's own clients): about 15 us. Everything above it (the relay, every dialect,
+the errors it raises) stays httpx's. Workers on a Ray cluster have a transport of their own
+(nexa.cluster.transport).
+
+It covers what the router asks of llama.cpp's server, and no more: plain HTTP on loopback, bodies of
+known length, keep-alive with an idle expiry shorter than the engine's own 5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import socket
-import ssl
-from collections.abc import Awaitable, Iterable
-from typing import Any, TypeVar
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
-import httpcore
+import httptools
 import httpx
 
-# Generations can run for minutes: no read timeout. Idle connections expire before llama.cpp's own
-# 5 s keep-alive does.
-LIMITS = httpx.Limits(max_connections=None, max_keepalive_connections=64, keepalive_expiry=4.0)
-TIMEOUT = httpx.Timeout(None, connect=5.0)
+TIMEOUT = httpx.Timeout(None, connect=5.0)  # generations run for minutes: no read deadline
+KEEPALIVE_EXPIRY = 4.0  # idle connections go before llama.cpp's own 5 s keep-alive closes them
+MAX_IDLE = 64  # idle connections kept per worker
+_READ = 64 * 1024
 T = TypeVar("T")
 
 
 def worker_client(transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """The client for the router's requests to workers: `transport` where the workers are elsewhere
-    (Ray Serve handles), else loopback HTTP on asyncio streams."""
-    return httpx.AsyncClient(limits=LIMITS, timeout=TIMEOUT, transport=transport or _loopback_transport())
+    (Ray Serve handles), else loopback HTTP through `LoopbackTransport`."""
+    return httpx.AsyncClient(timeout=TIMEOUT, transport=transport or LoopbackTransport())
 
 
-def _loopback_transport() -> httpx.AsyncHTTPTransport:
-    transport = httpx.AsyncHTTPTransport(limits=LIMITS)
-    # httpx builds its pool without a way to name the network backend; the same pool, with ours.
-    transport._pool = httpcore.AsyncConnectionPool(
-        max_connections=LIMITS.max_connections, max_keepalive_connections=LIMITS.max_keepalive_connections,
-        keepalive_expiry=LIMITS.keepalive_expiry, network_backend=AsyncioBackend(),
-    )
-    return transport
-
-
-async def _within(awaitable: Awaitable[T], timeout: float | None, error: type[Exception]) -> T:
+async def _within(awaitable: Awaitable[T], timeout: float | None, error: type[httpx.TransportError],
+                  request: httpx.Request) -> T:
     if timeout is None:
         return await awaitable
     try:
         return await asyncio.wait_for(awaitable, timeout)
     except asyncio.TimeoutError as exc:
-        raise error(f"no progress within {timeout} s") from exc
+        raise error(f"no answer within {timeout} s", request=request) from exc
 
 
-class AsyncioStream(httpcore.AsyncNetworkStream):
-    """One connection to a worker, as httpcore reads and writes it."""
+class _Connection:
+    """One connection to a worker, answering one request at a time; the parser's callbacks fill it."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self._reader, self._writer = reader, writer
+        self.reader, self.writer = reader, writer
+        self.idle_since = 0.0
+        self._begin()
 
-    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        try:
-            return await _within(self._reader.read(max_bytes), timeout, httpcore.ReadTimeout)
-        except OSError as exc:
-            raise httpcore.ReadError(str(exc)) from exc
+    def _begin(self) -> None:
+        self._parser = httptools.HttpResponseParser(self)
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.status = 0
+        self.head_done = self.complete = self.keep_alive = False
+        self.body: list[bytes] = []
 
-    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        if not buffer:
-            return
+    # httptools' callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.status = self._parser.get_status_code()
+        self.head_done = 100 > self.status or self.status >= 200  # an interim 1xx answer is not the head
+        if not self.head_done:
+            self.headers = []
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self.head_done:
+            self.complete = True
+            self.keep_alive = self._parser.should_keep_alive()  # llhttp answers this only within a callback
+
+    @property
+    def reusable(self) -> bool:
+        """Read to the end and kept alive. llama.cpp's server closes a connection once it has streamed an
+        answer (server-sent events), whatever its Keep-Alive header says: such a one is never reused."""
+        streamed = any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                       for name, value in self.headers)
+        return self.complete and self.keep_alive and not streamed and not self.writer.is_closing()
+
+    @property
+    def stale(self) -> bool:
+        """Closed by the worker while idle, or idle too long: not to be used again."""
+        return (self.reader.at_eof() or self.writer.is_closing()
+                or time.monotonic() - self.idle_since > KEEPALIVE_EXPIRY)
+
+    async def send(self, request: httpx.Request) -> None:
+        """Write the request; read its answer's head (status and headers)."""
+        self._begin()
+        head = [f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n".encode()]
+        head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
+        chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
         try:
-            self._writer.write(buffer)
-            await _within(self._writer.drain(), timeout, httpcore.WriteTimeout)
+            self.writer.write(b"".join(head) + b"\r\n")
+            async for part in request.stream:  # type: ignore[union-attr]
+                self.writer.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            if chunked:
+                self.writer.write(b"0\r\n\r\n")
+            await self.writer.drain()
         except OSError as exc:
-            raise httpcore.WriteError(str(exc)) from exc
+            raise httpx.WriteError(str(exc), request=request) from exc
+        timeout = request.extensions.get("timeout", {}).get("read")
+        while not self.head_done:
+            if not await _within(self.feed(request), timeout, httpx.ReadTimeout, request):
+                raise httpx.RemoteProtocolError("Server disconnected without sending a response.", request=request)
+
+    async def feed(self, request: httpx.Request) -> bool:
+        """Parse what the worker sent next; False when it closed the connection."""
+        try:
+            data = await self.reader.read(_READ)
+        except OSError as exc:
+            raise httpx.ReadError(str(exc), request=request) from exc
+        if not data:
+            return False
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            raise httpx.RemoteProtocolError(f"the worker's answer is not HTTP/1.1: {exc}", request=request) from exc
+        return True
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class _Body(httpx.AsyncByteStream):
+    """An answer's body as the worker sends it; closed unread, it closes the connection (which stops a
+    generation), and read to the end it goes back to the pool."""
+
+    def __init__(self, connection: _Connection, request: httpx.Request, pool: LoopbackTransport):
+        self._connection, self._request, self._pool = connection, request, pool
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        connection = self._connection
+        while True:
+            if connection.body:
+                for chunk in connection.body:
+                    yield chunk
+                connection.body.clear()
+            elif connection.complete:
+                return
+            elif not await connection.feed(self._request):
+                raise httpx.RemoteProtocolError("peer closed connection without sending complete message body",
+                                                request=self._request)
 
     async def aclose(self) -> None:
-        self._writer.close()
-
-    async def start_tls(
-        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
-    ) -> httpcore.AsyncNetworkStream:
-        raise httpcore.ConnectError("workers are reached over plain HTTP on loopback")
-
-    def get_extra_info(self, info: str) -> Any:
-        if info == "is_readable":  # an idle connection with something to read was closed by the worker
-            return self._reader.at_eof() or self._writer.is_closing()
-        return self._writer.get_extra_info(info)
+        if self._connection.reusable and not self._connection.body:
+            self._pool.put_back(self._connection, self._request.url)
+        else:
+            self._connection.close()
 
 
-class AsyncioBackend(httpcore.AsyncNetworkBackend):
-    async def connect_tcp(
-        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-        socket_options: Iterable[tuple[int, int, int | bytes | None]] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
-        local = (local_address, 0) if local_address else None
+class LoopbackTransport(httpx.AsyncBaseTransport):
+    """httpx's transport for plain HTTP/1.1 to loopback workers, with a keep-alive pool per worker."""
+
+    def __init__(self) -> None:
+        self._idle: defaultdict[tuple[str, int], list[_Connection]] = defaultdict(list)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        connection = await self._connect(request)
         try:
-            reader, writer = await _within(asyncio.open_connection(host, port, local_addr=local), timeout,
-                                           httpcore.ConnectTimeout)
-        except OSError as exc:
-            raise httpcore.ConnectError(str(exc)) from exc
-        sock: socket.socket = writer.get_extra_info("socket")
-        for option in socket_options or ():
-            sock.setsockopt(*option)  # type: ignore[call-overload]
-        return AsyncioStream(reader, writer)
+            await connection.send(request)
+        except BaseException:
+            connection.close()
+            raise
+        return httpx.Response(connection.status, headers=connection.headers, stream=_Body(connection, request, self),
+                              request=request, extensions={"http_version": b"HTTP/1.1"})
 
-    async def sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+    async def _connect(self, request: httpx.Request) -> _Connection:
+        origin = (request.url.host, request.url.port or 80)
+        idle = self._idle[origin]
+        while idle:
+            connection = idle.pop()
+            if not connection.stale:
+                return connection
+            connection.close()
+        timeout = request.extensions.get("timeout", {}).get("connect")
+        try:
+            reader, writer = await _within(asyncio.open_connection(*origin), timeout, httpx.ConnectTimeout, request)
+        except OSError as exc:
+            raise httpx.ConnectError(str(exc), request=request) from exc
+        return _Connection(reader, writer)
+
+    def put_back(self, connection: _Connection, url: httpx.URL) -> None:
+        idle = self._idle[(url.host, url.port or 80)]
+        if len(idle) < MAX_IDLE:
+            connection.idle_since = time.monotonic()
+            idle.append(connection)
+        else:
+            connection.close()
+
+    async def aclose(self) -> None:
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
