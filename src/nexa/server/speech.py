@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
 from nexa.media import audio as media_audio
 from nexa.store.facts import media_support
@@ -153,7 +152,7 @@ async def transcript_events(
 def _wav(group: Sequence[media_audio.Piece]) -> bytes:
     """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as it does with a
     whole clip: each piece a file of its own cost the engine ~60 % more CPU on a 120 s clip."""
-    return media_audio.wav(np.concatenate([piece.samples for piece in group]))
+    return media_audio.wav(*(piece.samples for piece in group))
 
 
 # A group's engine events as they come, then an error or None (the end), for the reader.
