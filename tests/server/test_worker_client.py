@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 import pytest
 
-from nexa.server.worker_client import worker_client
+from nexa.server.worker_client import LoopbackTransport, worker_client
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -117,3 +117,32 @@ def test_answers_read_to_the_end_leave_their_connection_for_the_next_request():
 
     assert asyncio.run(main()) == ["ok"] * 3
     assert len(connections) == 1
+
+
+def test_idle_connections_of_a_stopped_worker_are_closed_at_the_next_answer():
+    stopped = asyncio.Event()
+
+    async def answer_then_stop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        await stopped.wait()
+        writer.close()  # the worker stops: its side of the idle connection closes
+
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async def main() -> int:
+        gone, gone_url = await _serve(answer_then_stop)
+        alive, alive_url = await _serve(answer)
+        transport = LoopbackTransport()
+        async with gone, alive, httpx.AsyncClient(transport=transport) as client:
+            await client.get(gone_url)
+            stopped.set()
+            await asyncio.sleep(0.2)
+            await client.get(alive_url)
+            return sum(len(idle) for idle in transport._idle.values())
+
+    assert asyncio.run(main()) == 1  # the live worker's connection; the stopped one's is closed

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 
@@ -162,7 +161,7 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
     """httpx's transport for plain HTTP/1.1 to loopback workers, with a keep-alive pool per worker."""
 
     def __init__(self) -> None:
-        self._idle: defaultdict[tuple[str, int], list[_Connection]] = defaultdict(list)
+        self._idle: dict[tuple[str, int], list[_Connection]] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         connection = await self._connect(request)
@@ -176,10 +175,12 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
 
     async def _connect(self, request: httpx.Request) -> _Connection:
         origin = (request.url.host, request.url.port or 80)
-        idle = self._idle[origin]
+        idle = self._idle.pop(origin, [])  # a worker's port is gone once it stops: no entry outlives its use
         while idle:
             connection = idle.pop()
             if not connection.stale:
+                if idle:
+                    self._idle[origin] = idle
                 return connection
             connection.close()
         timeout = request.extensions.get("timeout", {}).get("connect")
@@ -190,12 +191,23 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
         return _Connection(reader, writer)
 
     def put_back(self, connection: _Connection, url: httpx.URL) -> None:
-        idle = self._idle[(url.host, url.port or 80)]
+        self._sweep()
+        idle = self._idle.setdefault((url.host, url.port or 80), [])
         if len(idle) < MAX_IDLE:
             connection.idle_since = time.monotonic()
             idle.append(connection)
         else:
             connection.close()
+
+    def _sweep(self) -> None:
+        """Close the idle connections of workers that stopped, or idle past the expiry: no socket is held
+        for a model unloaded long ago."""
+        for origin, idle in list(self._idle.items()):
+            for connection in [c for c in idle if c.stale]:
+                connection.close()
+                idle.remove(connection)
+            if not idle:
+                del self._idle[origin]
 
     async def aclose(self) -> None:
         for idle in self._idle.values():
