@@ -108,9 +108,8 @@ class Plan:
 
 def plan(slots: int, context: int, most: int = MOST_PIECES) -> Plan:
     """Each request as many pieces as a slot's share of the shared context holds (`most` at most), and one
-    request per slot as far as the context holds them all: with every slot
-    full, the cache is full, and not beyond (a chunk that finds no room fails in the engine: "failed to
-    process mtmd chunk")."""
+    request per slot as far as the context holds them all: with every slot full, the cache is full, and not
+    beyond (a chunk that finds no room fails in the engine: "failed to process mtmd chunk")."""
     per_request = max(1, min(most, context // slots // PIECE_TOKENS))
     return Plan(per_request, max(1, min(slots, context // (per_request * PIECE_TOKENS))))
 
@@ -160,8 +159,8 @@ Chunks = asyncio.Queue[dict[str, Any] | BaseException | None]
 
 
 class _Groups:
-    """Every group's chat request started at once, at most `side_by_side` of them running (the model's
-    slots: the engine batches them), each group's chunks queued for the reader, who takes them in order.
+    """Every group's transcription request started at once, at most `side_by_side` of them running (the
+    model's slots: the engine batches them), each group's events queued for the reader, who takes them in order.
     A group's waiting request is behind any other client's in the engine's queue, so sharing stays fair."""
 
     def __init__(self, job: Job, manager: ModelManager, client: httpx.AsyncClient, plan: Plan):
