@@ -34,7 +34,7 @@ from nexa.config import Settings
 from nexa.errors import Forbidden, InvalidRequest
 from nexa.wire.openai import AudioPart, ChatMessage, ImagePart, ImageURL, InputAudio, TextPart
 from nexa.store import Manifest
-from nexa.store.facts import MediaSupport, media_support
+from nexa.store.facts import MediaSupport, known_media_support, media_support
 
 MIB = 1 << 20
 ContentPart = TextPart | ImagePart | AudioPart
@@ -267,7 +267,7 @@ async def resolve_media(
     naming the first bad part (e.g. `messages[0].content[1]`) before any model is loaded."""
     if not any(_has_media(m) for m in messages):
         return messages
-    support = await asyncio.to_thread(media_support, manifest, model_dir)  # may parse the projector's header
+    support = known_media_support(manifest, model_dir) or await asyncio.to_thread(media_support, manifest, model_dir)
     resolved = []
     for i, message in enumerate(messages):
         if not _has_media(message):
