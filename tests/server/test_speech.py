@@ -227,3 +227,14 @@ def test_a_client_that_leaves_mid_stream_frees_the_slot(capped_http, clip):
         assert busy(capped_http, f"{LOOP}:F32") >= 1
     # The loop model would fill its 32k context (minutes); leaving stopped it.
     wait_for(lambda: busy(capped_http, f"{LOOP}:F32") == 0, timeout=20)
+
+
+def test_a_client_that_leaves_before_a_whole_answer_frees_the_slot(capped, capped_http):
+    # The engine notices a closed connection of a request it answers whole only when no other result
+    # arrives for a second (llama.cpp's wait restarts its timeout on each), and the polling below is such
+    # traffic: the groups of a non-streamed transcript are streamed from the engine too, so it stops at once.
+    with httpx.Client(base_url=capped.base_url, timeout=httpx.Timeout(60, read=3)) as impatient:
+        with pytest.raises(httpx.ReadTimeout):  # the loop model runs for far longer than that
+            impatient.post("/v1/audio/transcriptions", files={"file": ("t.wav", wav_bytes(1.0))}, data={"model": LOOP})
+    wait_for(lambda: busy(capped_http, f"{LOOP}:F32") == 0, timeout=10)
+    assert "the generation was stopped" in " ".join(capped.output.split())  # the log wraps its lines
