@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx
 
@@ -54,12 +54,14 @@ async def audio_model(manager: ModelManager, name: str, route: str) -> tuple[Man
     )
 
 
-async def read_recording(data: bytes, filename: str, max_seconds: float) -> Recording:
-    """Decode and cut the file in a thread; a 400 naming the file and what is wrong with it otherwise."""
-    if not data:
-        raise InvalidRequest(f"the file '{filename}' is empty; send an audio file", param="file", code="invalid_audio")
+async def read_recording(source: BinaryIO, filename: str, max_seconds: float) -> Recording:
+    """Read, decode and cut the file in a thread (an upload in memory is megabytes to copy); a 400 naming
+    the file and what is wrong with it otherwise."""
 
     def prepare() -> Recording:
+        data = source.read()
+        if not data:
+            raise InvalidRequest(f"the file '{filename}' is empty; send an audio file", param="file", code="invalid_audio")
         samples = media_audio.decode(data, max_seconds)
         return Recording(media_audio.cut(samples), samples.size / media_audio.RATE)
 

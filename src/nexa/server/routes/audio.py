@@ -84,8 +84,10 @@ class _Form:
 
 async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient) -> Response:
     manifest, quant = await audio_model(manager, form.model, form.route)
-    recording = await read_recording(await _upload(form.file), form.file.filename or "file",
-                                     manager.settings.max_audio_seconds)
+    try:  # the upload's copy in memory is dropped once read, not when the answer is done
+        recording = await read_recording(form.file.file, form.file.filename or "file", manager.settings.max_audio_seconds)
+    finally:
+        await form.file.close()
     timed = not form.stream and form.response_format in TIMED
     job = Job(manifest, quant, recording, form.task, form.language, form.prompt, form.temperature, timed,
               streamed=form.stream)
@@ -95,11 +97,3 @@ async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient)
     body, media_type = transcript.render(form.response_format, recording.duration)
     return Response(body, media_type=media_type)
 
-
-async def _upload(file: UploadFile) -> bytes:
-    """The file's bytes, its in-memory copy dropped at once, not when the answer is done: a long recording
-    is held once while it is decoded, and not at all while it is transcribed."""
-    try:
-        return await file.read()
-    finally:
-        await file.close()
