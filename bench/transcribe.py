@@ -1,15 +1,15 @@
 """Speech to text: audio seconds transcribed per wall second, through nexa and straight from the engine.
 
-    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 3]
+    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 15]
 
 A tiny scripted text model with the qwen2a audio projector (the test suite's generator), served by
 `nexa serve` in its own process and by the same engine started alone with the same settings, answering
 new noise clips (WAV) on `POST /v1/audio/transcriptions`: nexa decodes, cuts each into pieces of under
-30 s and sends them through its chat path, as many a request as a slot's share of the context holds; the
-engine takes the whole clip in one prompt. The slots share one KV cache, sized so that every slot holds
-the longest clip at once (as the engine's route needs at full concurrency). Rounds alternate between the
-two; the table shows medians and the ratio nexa/engine (target >= 0.97), and the load average before and
-after (the machine may be shared).
+30 s and sends them to the engine's same route, as many a request as a slot's share of the context holds;
+the engine alone takes the whole clip in one prompt. The slots share one KV cache, sized so that every slot
+holds the longest clip at once (as the engine's route needs at full concurrency). Rounds alternate between
+the two, and which goes first; the table shows each one's median rate and the median of the rounds'
+ratios nexa/engine (target >= 0.97), and the load average before and after (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="1,4", help="comma-separated concurrent request counts")
     parser.add_argument("--clips", default="20,120", help="comma-separated clip lengths in seconds")
-    parser.add_argument("--runs", type=int, default=3, help="rounds per clip, concurrency and path")
+    parser.add_argument("--runs", type=int, default=15, help="rounds per clip, concurrency and path")
     parser.add_argument("--threads", type=int, default=2, help="engine threads")
     args = parser.parse_args()
     counts = [int(n) for n in args.concurrency.split(",")]
@@ -94,17 +94,20 @@ def main() -> None:
             print(f"scripted tiny audio model (qwen2a), {args.threads} threads, {max(counts)} slots sharing "
                   f"{settings['ctx']} tokens; median audio s per wall s of {args.runs} rounds; "
                   f"load average {os.getloadavg()[0]:.2f}")
-            print("| clip s | concurrent | engine | nexa | nexa/engine |")
+            print("| clip s | concurrent | engine | nexa | nexa/engine (median of rounds) |")
             print("|---|---|---|---|---|")
             for seconds in clips:
                 for count in counts:
                     rates: dict[str, list[float]] = {name: [] for name in paths}
-                    for _ in range(args.runs):
-                        for name, (url, headers) in paths.items():
+                    for run in range(args.runs):  # each round's pair in turn first: neither gains from going first
+                        for name in sorted(paths, reverse=bool(run % 2)):
+                            url, headers = paths[name]
                             rates[name].append(asyncio.run(one_round(url, headers, seconds, count, rng)))
+                    # The median of each round's own ratio: the host's speed drifts between rounds, and a pair
+                    # measured back to back shares its speed.
+                    ratio = statistics.median(n / e for n, e in zip(rates["nexa"], rates["engine"]))
                     engine_rate, nexa_rate = statistics.median(rates["engine"]), statistics.median(rates["nexa"])
-                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} | {nexa_rate / engine_rate:.3f} |",
-                          flush=True)
+                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} | {ratio:.3f} |", flush=True)
             print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
