@@ -6,7 +6,7 @@ generators: about 110 us of CPU per token here, out of the engine's cores. This 
 same HTTP/1.1 to the same loopback workers on asyncio's streams, parsing with httptools (the C parser
 uvicorn uses for the router's own clients): about 15 us. Everything above it (the relay, every dialect,
 the errors it raises) stays httpx's. Workers on a Ray cluster have a transport of their own
-(nexa.cluster.transport).
+(nexa.cluster.transport); each replica reaches its own engine through this client too.
 
 It covers what the router asks of llama.cpp's server, and no more: plain HTTP on loopback, bodies of
 known length, keep-alive with an idle expiry shorter than the engine's own 5 s.
