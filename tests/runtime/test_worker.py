@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
 
@@ -124,3 +125,19 @@ async def test_log_lines_are_cut_at_the_cap_and_say_how_much_was_cut():
     stream.feed_eof()
     lines = [line async for line in worker_module.log_lines(stream, cap=100)]
     assert lines == ["short", "y" * 100 + f" [... {300 * 1024 - 100} more bytes]", "next line", "last without newline"]
+
+
+@pytest.mark.parametrize("level, kept", [(logging.INFO, 2), (logging.DEBUG, 5)])
+async def test_a_loaded_engines_log_is_read_to_the_end_and_split_only_for_the_debug_log(monkeypatch, caplog, level, kept):
+    monkeypatch.setattr(worker_module, "CALM_PACE", 0.001)
+    stream = asyncio.StreamReader()
+    stream.feed_data(b"0.00.001.000 I loading\n0.00.002.000 I main: server is listening on http://127.0.0.1:1\n")
+    stream.feed_data(b"0.00.003.000 I slot launch_slot_: a request\n" + b"0.00.004.000 I done\n")
+    stream.feed_data(b"z" * (1 << 20))  # more than a pipe holds: the engine would wait on it if left unread
+    stream.feed_eof()
+    worker = Worker(WorkerSpec.model_construct())
+    worker._process = type("Process", (), {"stderr": stream, "pid": 1})()
+    with caplog.at_level(level, logger="nexa.worker"):
+        await asyncio.wait_for(worker._drain_stderr(), 10)
+    assert stream.at_eof() and worker._loaded.is_set()
+    assert len(worker._stderr_tail) == kept  # the lines after the load only where the debug log wants them

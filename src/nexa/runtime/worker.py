@@ -12,6 +12,7 @@ import signal
 import sys
 from collections import deque
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 
 import httpx
 
@@ -167,16 +168,25 @@ class Worker:
         return lines[-1].strip() if lines else "the worker exited without a message"
 
     async def _drain_stderr(self) -> None:
+        """The engine's log, line by line while the model loads (its load report, its first error). Once it is
+        loaded, only the debug log wants its lines (about a hundred a request at verbosity 4): otherwise the
+        log is still read, so that the engine never waits on a full pipe, but not split or decoded."""
         assert self._process and self._process.stderr
-        async for line in log_lines(self._process.stderr, calm=self._loaded):
-            self._stderr_tail.append(line)
-            if self._first_error is None:
-                self._first_error = engine_error(line)
-            if not self._loaded.is_set():
-                self._report.feed(line)
-                if _LISTENING in line:
-                    self._loaded.set()
-            log.debug("[%s] %s", self.pid, line)
+        stream = self._process.stderr
+        async with aclosing(log_lines(stream, calm=self._loaded)) as lines:
+            async for line in lines:
+                self._stderr_tail.append(line)
+                if self._first_error is None:
+                    self._first_error = engine_error(line)
+                if not self._loaded.is_set():
+                    self._report.feed(line)
+                    if _LISTENING in line:
+                        self._loaded.set()
+                log.debug("[%s] %s", self.pid, line)
+                if self._loaded.is_set() and not log.isEnabledFor(logging.DEBUG):
+                    break
+        while await stream.read(_CHUNK):
+            await asyncio.sleep(CALM_PACE)
 
     def footprint(self) -> Footprint | None:
         """What the loaded model holds in RAM and on each GPU, as its engine reported it; None if it did not."""
