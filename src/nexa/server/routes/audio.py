@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -23,10 +22,11 @@ from nexa.wire.audio import ResponseFormat, Transcription, VerboseTranscription
 from nexa.wire.names import name_schema
 
 router = APIRouter(tags=["audio"])
-# A recording is read into memory whole as soon as its form is parsed, and the body limit (--max-body) caps
-# it, so Starlette's spooling of a file over 1 MB to disk only costs: a thread hop for each 64 KiB written
-# and another to read it back: 11 ms of the 13 ms its form took for a 120 s WAV. (Starlette's class setting.)
-MultiPartParser.spool_max_size = sys.maxsize
+# A recording is read into memory whole as soon as its form is parsed, so Starlette's spooling of a file over
+# 1 MB to disk mostly costs: a thread hop for each 64 KiB written and another to read it back, 11 ms of the 13 ms
+# its form took for a 120 s WAV. Files stay in memory up to 64 MiB (35 minutes of 16 kHz mono WAV, hours of
+# MP3; twice the default --max-body); a raised limit's larger files still go to disk. (Starlette's class setting.)
+MultiPartParser.spool_max_size = 64 * 1024 * 1024
 
 AudioFile = Annotated[UploadFile, File(description="The recording: WAV, MP3, FLAC, OGG (Opus, Vorbis), M4A (AAC), WebM.")]
 Model = Annotated[str, Form(description="An audio model's store name: org/repo or org/repo:QUANT.",
