@@ -32,10 +32,12 @@ from nexa.store import Manifest, ModelType
 
 @dataclass(frozen=True)
 class Recording:
-    """A client's file, decoded and cut."""
+    """A client's file, decoded and cut. One of a single piece (under 30 s, as most are) is one request
+    whatever the plan, and its WAV is made with the decoding, not in a thread hop of its own."""
 
     pieces: list[media_audio.Piece]
     duration: float
+    wav: bytes | None = None  # the whole recording's WAV, where it is one piece
 
 
 async def audio_model(manager: ModelManager, name: str, route: str) -> tuple[Manifest, str]:
@@ -63,7 +65,8 @@ async def read_recording(source: BinaryIO, filename: str, max_seconds: float) ->
         if not data:
             raise InvalidRequest(f"the file '{filename}' is empty; send an audio file", param="file", code="invalid_audio")
         samples = media_audio.decode(data, max_seconds)
-        return Recording(media_audio.cut(samples), samples.size / media_audio.RATE)
+        pieces = media_audio.cut(samples)
+        return Recording(pieces, samples.size / media_audio.RATE, _wav(pieces) if len(pieces) == 1 else None)
 
     try:
         return await asyncio.to_thread(prepare)
@@ -185,7 +188,7 @@ class _Groups:
         job = self._job
         async with self._gate:
             try:
-                wav = await asyncio.to_thread(_wav, group)
+                wav = job.recording.wav or await asyncio.to_thread(_wav, group)
                 lease = await self._manager.acquire(job.manifest, job.quant)
                 chunks = await open_transcript(self._client, lease, wav, job.form)
                 async with aclosing(chunks):
