@@ -339,7 +339,7 @@ async def _concurrent_chats(base_url: str, body: dict, count: int) -> list[httpx
 def test_700_concurrent_chats_under_1024_open_files_are_answered_or_refused_with_retry_after(tmp_path):
     """Nothing bounded the requests per model: under 1,024 open files, concurrent chats (the issue's 600; 700 run
     out here) were left unanswered and the router logged 'Too many open files'. The hard limit is 1,024 here too,
-    so the server cannot raise its way out: --max-waiting (256 beyond the 4 slots) keeps its sockets within it."""
+    so the server cannot raise its way out: --max-waiting (256 beyond the slots) keeps its sockets within it."""
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     if hard != resource.RLIM_INFINITY and hard < 1024:
         pytest.skip(f"the hard limit here is {hard}")
@@ -350,13 +350,14 @@ def test_700_concurrent_chats_under_1024_open_files_are_answered_or_refused_with
     body = {"model": LOOP, "messages": HI, "max_tokens": 8}
     try:
         assert httpx.post(server.base_url + "/v1/chat/completions", json=body, timeout=60).status_code == 200
+        slots = httpx.get(server.base_url + "/v1/ps").json()["data"][0]["parallel"]
         answers = asyncio.run(_concurrent_chats(server.base_url, body, 700))
     finally:
         server.stop()
     outcomes = Counter(a.status_code if isinstance(a, httpx.Response) else repr(a) for a in answers)
     refusals = [a for a in answers if isinstance(a, httpx.Response) and a.status_code == 503]
     assert set(outcomes) <= {200, 503}, outcomes
-    assert outcomes[200] >= 260, outcomes
+    assert outcomes[200] >= slots + 256, outcomes  # all arrive before any ends: each slot, and 256 waiting
     assert all(a.headers.get("Retry-After") for a in refusals)
     assert {a.json()["error"]["code"] for a in refusals} <= {"queue_full", "too_many_open_files"}, outcomes
     assert "Traceback" not in server.output and "Too many open files" not in server.output, server.output[-3000:]
