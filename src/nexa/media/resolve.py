@@ -260,6 +260,12 @@ def _has_media(message: ChatMessage) -> bool:
     return isinstance(message.content, list) and any(isinstance(p, (ImagePart, AudioPart)) for p in message.content)
 
 
+async def model_media(manifest: Manifest, model_dir: Path) -> MediaSupport:
+    """What the model's projector reads: from memory once its header was read, else read in a thread (a
+    request skips a thread hop for what it almost always knows)."""
+    return known_media_support(manifest, model_dir) or await asyncio.to_thread(media_support, manifest, model_dir)
+
+
 async def resolve_media(
     messages: list[ChatMessage], manifest: Manifest, model_dir: Path, policy: MediaPolicy
 ) -> list[ChatMessage]:
@@ -267,7 +273,7 @@ async def resolve_media(
     naming the first bad part (e.g. `messages[0].content[1]`) before any model is loaded."""
     if not any(_has_media(m) for m in messages):
         return messages
-    support = known_media_support(manifest, model_dir) or await asyncio.to_thread(media_support, manifest, model_dir)
+    support = await model_media(manifest, model_dir)
     resolved = []
     for i, message in enumerate(messages):
         if not _has_media(message):

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from nexa.media import audio as media_audio
-from nexa.store.facts import known_media_support, media_support
+from nexa.media.resolve import model_media
 from nexa.compat.transcripts import Span, Task, Transcript, engine_form
 from nexa.errors import InvalidRequest, WrongModelType
 from nexa.runtime import ModelManager
@@ -44,9 +44,7 @@ async def audio_model(manager: ModelManager, name: str, route: str) -> tuple[Man
     """The resolved model, if it reads audio; else a 404 naming the kind of model the route needs."""
     manifest, quant = manager.resolve(name)
     generative = manifest.model_type in (ModelType.llm, ModelType.vlm)
-    model_dir = manager.store.model_dir(manifest.name)
-    if generative and (known_media_support(manifest, model_dir)
-                       or await asyncio.to_thread(media_support, manifest, model_dir)).audio:
+    if generative and (await model_media(manifest, manager.store.model_dir(manifest.name))).audio:
         return manifest, quant
     what = "a text model without an audio projector" if generative else f"an {manifest.model_type.value}"
     raise WrongModelType(
