@@ -33,20 +33,18 @@ _REPORT_WAIT = 2.0
 # one line, and asyncio's readline gives up for good on a line over 64 KiB.
 LINE_CAP = 8 * 1024
 _CHUNK = 64 * 1024
-# Seconds between reads of a loaded engine's log. The engine writes each line on its own, a few dozen a
-# request, and each read as it comes is a wake-up of the router's loop, CPU that a busy engine misses; its
-# log has a thread and a buffer of its own, so a full pipe never holds up its work.
+# Seconds between reads of a loaded engine's log (unless the debug log wants its lines). The engine writes
+# each line on its own, about a hundred a request, and each read as it comes is a wake-up of the router's
+# loop, CPU that a busy engine misses; its log has a thread and a buffer of its own, so a full pipe never
+# holds up its work.
 CALM_PACE = 0.1
 
 
-async def log_lines(stream: asyncio.StreamReader, cap: int = LINE_CAP, calm: asyncio.Event | None = None) -> AsyncIterator[str]:
+async def log_lines(stream: asyncio.StreamReader, cap: int = LINE_CAP) -> AsyncIterator[str]:
     """The stream's lines, read in chunks, each cut to `cap` bytes (saying how much was cut): a line of
-    any length costs the router `cap` bytes and never stops the reading. Once `calm` is set, the stream is
-    read every CALM_PACE seconds, not as each line comes."""
+    any length costs the router `cap` bytes and never stops the reading."""
     line, cut = bytearray(), 0
     while chunk := await stream.read(_CHUNK):
-        if calm is not None and calm.is_set():
-            await asyncio.sleep(CALM_PACE)
         *ended, rest = chunk.split(b"\n")
         for piece in ended:
             yield _decoded(line + piece[: cap - len(line)], cut + max(0, len(piece) - (cap - len(line))))
@@ -173,7 +171,7 @@ class Worker:
         log is still read, so that the engine never waits on a full pipe, but not split or decoded."""
         assert self._process and self._process.stderr
         stream = self._process.stderr
-        async with aclosing(log_lines(stream, calm=self._loaded)) as lines:
+        async with aclosing(log_lines(stream)) as lines:
             async for line in lines:
                 self._stderr_tail.append(line)
                 if self._first_error is None:
