@@ -96,4 +96,3 @@ async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient)
     transcript = await unless_client_leaves(whole_transcript(job, manager, client))
     body, media_type = transcript.render(form.response_format, recording.duration)
     return Response(body, media_type=media_type)
-
