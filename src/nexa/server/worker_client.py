@@ -98,12 +98,13 @@ class _Connection:
         head = [f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        try:
-            self.writer.write(b"".join(head) + b"\r\n")
-            async for part in request.stream:  # type: ignore[union-attr]
-                self.writer.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
-            if chunked:
-                self.writer.write(b"0\r\n\r\n")
+        head.append(b"\r\n")
+        async for part in request.stream:  # type: ignore[union-attr]
+            head.append(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+        if chunked:
+            head.append(b"0\r\n\r\n")
+        try:  # in one write (uvloop's is one writev): a multipart form is a dozen parts, each a segment of its own
+            self.writer.writelines(head)
             await self.writer.drain()
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from exc
