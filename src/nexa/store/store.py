@@ -34,7 +34,11 @@ class Store:
         return existing or self.models_dir / repo
 
     def _find_dir(self, repo: str) -> Path | None:
-        org, _, name = repo.lower().partition("/")
+        org, _, name = repo.partition("/")
+        exact = self.models_dir / org / name
+        if org and name and "/" not in name and os.path.isdir(exact):  # the name as stored, as most requests give it
+            return exact
+        org, name = org.lower(), name.lower()
         if not self.models_dir.is_dir():
             return None
         for org_dir in self.models_dir.iterdir():
