@@ -86,6 +86,16 @@ def test_a_wav_already_in_the_engines_form_is_read_as_it_is():
     assert np.array_equal(decode(data, 60), samples)
     assert np.array_equal(media_audio._ffmpeg(data, "WAV", 60), samples)  # what FFmpeg makes of it
     assert decode(wav_bytes(1.0, rate=8000), 60).size == RATE  # any other WAV is resampled by FFmpeg
+    assert media_audio.as_sent(data, decode(data, 60))  # no copy: the file goes to the engine as it came
+
+
+def test_a_cut_off_wav_is_read_as_far_as_it_goes_and_not_sent_as_it_came():
+    samples = np.arange(RATE, dtype=np.int16)
+    data = media_audio.wav(samples)[:-RATE]  # its header still counts a second of samples
+    read = decode(data, 60)
+    assert np.array_equal(read, samples[:RATE // 2])
+    assert not media_audio.as_sent(data, read)
+    assert not media_audio.as_sent(data, decode(wav_bytes(1.0, rate=8000), 60))
 
 
 def test_decoding_stops_at_the_duration_cap():

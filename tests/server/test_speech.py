@@ -104,6 +104,7 @@ def test_translations_answer_in_english(client):
     ("talk.flac", encoded_audio("flac", "flac")),
     ("talk.webm", encoded_audio("webm", "libopus")),
     ("misnamed.wav", encoded_audio("ogg", "libopus")),  # the bytes decide, not the name
+    ("ffmpeg.wav", encoded_audio("wav", "pcm_s16le", rate=16000)),  # the engine's form, with a LIST chunk: sent as it came
 ])
 def test_every_format_is_decoded(client, name, data):
     assert client.audio.transcriptions.create(model=AUDIO, file=(name, data), prompt="Ada, Linus").text == SCRIPT

@@ -32,12 +32,20 @@ from nexa.store import Manifest, ModelType
 
 @dataclass(frozen=True)
 class Recording:
-    """A client's file, decoded and cut. One of a single piece (under 30 s, as most are) is one request
-    whatever the plan, and its WAV is made with the decoding, not in a thread hop of its own."""
+    """A client's file, decoded and cut. A group of all its pieces (a clip under 30 s, as most are, or a
+    longer one that one request holds) is sent as `wav`, where that costs no thread hop of its own: the file
+    itself if it is a plain WAV already, else a WAV made with the decoding for a recording of one piece."""
 
     pieces: list[media_audio.Piece]
     duration: float
-    wav: bytes | None = None  # the whole recording's WAV, where it is one piece
+    wav: bytes | None = None
+
+    async def wav_of(self, group: Sequence[media_audio.Piece]) -> bytes:
+        """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as it does with a
+        whole clip: each piece a file of its own cost the engine ~60 % more CPU on a 120 s clip."""
+        if self.wav is not None and len(group) == len(self.pieces):
+            return self.wav
+        return await asyncio.to_thread(_wav, group)
 
 
 async def audio_model(manager: ModelManager, name: str, route: str) -> tuple[Manifest, str]:
@@ -64,7 +72,8 @@ async def read_recording(source: BinaryIO, filename: str, max_seconds: float) ->
             raise InvalidRequest(f"the file '{filename}' is empty; send an audio file", param="file", code="invalid_audio")
         samples = media_audio.decode(data, max_seconds)
         pieces = media_audio.cut(samples)
-        return Recording(pieces, samples.size / media_audio.RATE, _wav(pieces) if len(pieces) == 1 else None)
+        whole = data if media_audio.as_sent(data, samples) else _wav(pieces) if len(pieces) == 1 else None
+        return Recording(pieces, samples.size / media_audio.RATE, whole)
 
     try:
         return await asyncio.to_thread(prepare)
@@ -154,8 +163,6 @@ async def transcript_events(
 
 
 def _wav(group: Sequence[media_audio.Piece]) -> bytes:
-    """The group's audio as one WAV, which the engine's encoder cuts into 30 s windows as it does with a
-    whole clip: each piece a file of its own cost the engine ~60 % more CPU on a 120 s clip."""
     return media_audio.wav(*(piece.samples for piece in group))
 
 
@@ -186,7 +193,7 @@ class _Groups:
         job = self._job
         async with self._gate:
             try:
-                wav = job.recording.wav or await asyncio.to_thread(_wav, group)
+                wav = await job.recording.wav_of(group)
                 lease = await self._manager.acquire(job.manifest, job.quant)
                 chunks = await open_transcript(self._client, lease, wav, job.form)
                 async with aclosing(chunks):
@@ -199,10 +206,11 @@ class _Groups:
     async def cancel(self) -> None:
         """Stop every group. Waited for with asyncio.wait, not gather: a cancelled gather cancels its tasks
         again, and a second cancellation would cut short their closing of the engine streams."""
-        for task in self._tasks:
+        running = [task for task in self._tasks if not task.done()]
+        for task in running:
             task.cancel()
-        if self._tasks:
-            await asyncio.wait(self._tasks)
+        if running:
+            await asyncio.wait(running)
 
 
 async def whole_transcript(job: Job, manager: ModelManager, client: httpx.AsyncClient) -> Transcript:
