@@ -136,8 +136,23 @@ async def test_a_loaded_engines_log_is_read_to_the_end_and_split_only_for_the_de
     stream.feed_data(b"z" * (1 << 20))  # more than a pipe holds: the engine would wait on it if left unread
     stream.feed_eof()
     worker = Worker(WorkerSpec.model_construct())
-    worker._process = type("Process", (), {"stderr": stream, "pid": 1})()
+    worker._log_pipe = pipe = PipeTransport()
     with caplog.at_level(level, logger="nexa.worker"):
-        await asyncio.wait_for(worker._drain_stderr(), 10)
+        await asyncio.wait_for(worker._drain_stderr(stream), 10)
     assert stream.at_eof() and worker._loaded.is_set()
     assert len(worker._stderr_tail) == kept  # the lines after the load only where the debug log wants them
+    # Between the paced reads the pipe is not watched: each engine write would wake the router's loop.
+    assert (pipe.pauses > 0) == (level == logging.INFO) and pipe.reading
+
+
+class PipeTransport:
+    """The read pipe's transport, as far as the drain uses it: whether it is read, and how often it was paused."""
+
+    def __init__(self) -> None:
+        self.reading, self.pauses = True, 0
+
+    def pause_reading(self) -> None:
+        self.reading, self.pauses = False, self.pauses + 1
+
+    def resume_reading(self) -> None:
+        self.reading = True

@@ -34,9 +34,10 @@ _REPORT_WAIT = 2.0
 LINE_CAP = 8 * 1024
 _CHUNK = 64 * 1024
 # Seconds between reads of a loaded engine's log (unless the debug log wants its lines). The engine writes
-# each line on its own, about a hundred a request, and each read as it comes is a wake-up of the router's
-# loop, CPU that a busy engine misses; its log has a thread and a buffer of its own, so a full pipe never
-# holds up its work.
+# each line in three pieces, dozens of lines a request, and a pipe read as it comes is a wake-up of the
+# router's loop: ~1 ms of router CPU a request, which a busy engine misses. Between reads the pipe is not
+# watched at all (asyncio's transport would read it as it comes, whoever reads the stream). The engine's log
+# has a thread and a buffer of its own, so a full pipe never holds up its work.
 CALM_PACE = 0.1
 
 
@@ -87,6 +88,7 @@ class Worker:
         self._stderr_tail: deque[str] = deque(maxlen=_STDERR_TAIL)
         self._first_error: str | None = None  # the cause comes first; later error lines repeat "failed to load"
         self._drain: asyncio.Task | None = None
+        self._log_pipe: asyncio.ReadTransport | None = None
         self._report = LoadReport()
         self._loaded = asyncio.Event()  # the engine's log has passed its load report
 
@@ -124,14 +126,24 @@ class Worker:
 
     async def start(self, timeout: float) -> None:
         """Spawn the process and wait until the model is loaded; ModelLoadFailed says why it was not."""
-        self._process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "nexa.engine.worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            start_new_session=True,
-        )
-        self._drain = asyncio.create_task(self._drain_stderr())
+        log_fd, engine_log = os.pipe()  # the router's own pipe: it pauses its reading (_drain_stderr)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "nexa.engine.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=engine_log,
+                start_new_session=True,
+            )
+        except BaseException:
+            os.close(log_fd)
+            raise
+        finally:
+            os.close(engine_log)
+        stream = asyncio.StreamReader()
+        self._log_pipe, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stream), os.fdopen(log_fd, "rb", buffering=0))
+        self._drain = asyncio.create_task(self._drain_stderr(stream))
         assert self._process.stdin and self._process.stdout
         self._process.stdin.write(self.spec.model_dump_json().encode() + b"\n")
         await self._process.stdin.drain()
@@ -165,12 +177,11 @@ class Worker:
                 return line.strip()
         return lines[-1].strip() if lines else "the worker exited without a message"
 
-    async def _drain_stderr(self) -> None:
+    async def _drain_stderr(self, stream: asyncio.StreamReader) -> None:
         """The engine's log, line by line while the model loads (its load report, its first error). Once it is
-        loaded, only the debug log wants its lines (about a hundred a request at verbosity 4): otherwise the
-        log is still read, so that the engine never waits on a full pipe, but not split or decoded."""
-        assert self._process and self._process.stderr
-        stream = self._process.stderr
+        loaded, only the debug log wants its lines (dozens a request): otherwise the log is still read, so
+        that the pipe never stays full, but every CALM_PACE seconds, and not split or decoded."""
+        assert self._log_pipe
         async with aclosing(log_lines(stream)) as lines:
             async for line in lines:
                 self._stderr_tail.append(line)
@@ -184,7 +195,9 @@ class Worker:
                 if self._loaded.is_set() and not log.isEnabledFor(logging.DEBUG):
                     break
         while await stream.read(_CHUNK):
+            self._log_pipe.pause_reading()
             await asyncio.sleep(CALM_PACE)
+            self._log_pipe.resume_reading()
 
     def footprint(self) -> Footprint | None:
         """What the loaded model holds in RAM and on each GPU, as its engine reported it; None if it did not."""
@@ -211,6 +224,8 @@ class Worker:
                 await process.wait()
         if self._drain:
             await asyncio.wait([self._drain], timeout=1.0)
+        if self._log_pipe:  # a stray child of the engine may hold the pipe open: no end of file comes
+            self._log_pipe.close()
         log.info("worker %s stopped (exit %s)", process.pid, process.returncode)
 
     def _signal(self, sig: signal.Signals) -> None:
