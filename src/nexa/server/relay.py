@@ -24,6 +24,7 @@ from nexa.server.body import unless_client_leaves
 from nexa.server.collect import Collector
 from nexa.server.metrics import note_model, note_usage
 from nexa.server.stream import ENGINE, respond, sse_data
+from nexa.server.worker_client import worker_url
 
 # Relay events the engine should never send are logged, not raised mid-stream.
 log = logging.getLogger("nexa.relay")
@@ -102,7 +103,7 @@ async def call(
     client that disconnects meanwhile cancels it (ClientGone). Its token usage, if any, goes to the request's metrics."""
     note_model(lease.model.id)
     try:
-        request = client.build_request(method, lease.worker.base_url + path, json=body, headers=lease.worker.headers)
+        request = client.build_request(method, worker_url(lease.worker.base_url, path), json=body, headers=lease.worker.headers)
         response = await unless_client_leaves(_send(client, request))
     except httpx.HTTPError as exc:
         raise _crashed(lease, exc) from exc
@@ -262,7 +263,7 @@ async def _open_stream(client: httpx.AsyncClient, lease: Lease, request: Awaitab
 async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[str, Any]) -> httpx.Request:
     """The POST of `body` to the worker. A body that carries images or audio (megabytes of base64) is
     JSON-encoded in a thread, as httpx would encode it, not on the event loop."""
-    url, headers = lease.worker.base_url + path, lease.worker.headers
+    url, headers = worker_url(lease.worker.base_url, path), lease.worker.headers
     if not _carries_media(body):
         return client.build_request("POST", url, json=body, headers=headers)
     content = await asyncio.to_thread(lambda: json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
@@ -272,7 +273,7 @@ async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[s
 async def _post_form(client: httpx.AsyncClient, lease: Lease, wav: bytes, form: dict[str, str]) -> httpx.Request:
     """`wav` and the `form` fields as a multipart POST to the engine's transcription route: the audio as
     bytes, not base64 in JSON, which the engine reads for a fifth of a long clip's time."""
-    return client.build_request("POST", lease.worker.base_url + "/v1/audio/transcriptions", data=form,
+    return client.build_request("POST", worker_url(lease.worker.base_url, "/v1/audio/transcriptions"), data=form,
                                 files={"file": ("audio.wav", wav, "audio/wav")}, headers=lease.worker.headers)
 
 
