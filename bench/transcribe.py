@@ -1,6 +1,6 @@
 """Speech to text: audio seconds transcribed per wall second, through nexa and straight from the engine.
 
-    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 15]
+    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 30]
 
 A tiny scripted text model with the qwen2a audio projector (the test suite's generator), served by
 `nexa serve` in its own process and by the same engine started alone with the same settings, answering
@@ -8,8 +8,9 @@ new noise clips (WAV) on `POST /v1/audio/transcriptions`: nexa decodes, cuts eac
 30 s and sends them to the engine's same route, as many a request as a slot's share of the context holds;
 the engine alone takes the whole clip in one prompt. The slots share one KV cache, sized so that every slot
 holds the longest clip at once (as the engine's route needs at full concurrency). Rounds alternate between
-the two, and which goes first; the table shows each one's median rate and the median of the rounds'
-ratios nexa/engine (target >= 0.97), and the load average before and after (the machine may be shared).
+the two, and which goes first; the table shows each one's median rate, the median of the rounds' ratios
+nexa/engine (target >= 0.97) with the 90 % interval of that median (bootstrap: on a noisy host one cell's
+median moves by a few percent from run to run), and the load average before and after.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import tempfile
@@ -70,11 +72,18 @@ async def one_round(url: str, headers: dict[str, str], seconds: float, concurren
         return concurrency * seconds / (time.perf_counter() - started)
 
 
+def interval(ratios: list[float], draws: int = 2000) -> tuple[float, float]:
+    """The 90 % bootstrap interval of the ratios' median: how far another run's figure may fall."""
+    pick = random.Random(0)
+    medians = sorted(statistics.median(pick.choices(ratios, k=len(ratios))) for _ in range(draws))
+    return medians[draws // 20], medians[draws - 1 - draws // 20]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", default="1,4", help="comma-separated concurrent request counts")
     parser.add_argument("--clips", default="20,120", help="comma-separated clip lengths in seconds")
-    parser.add_argument("--runs", type=int, default=15, help="rounds per clip, concurrency and path")
+    parser.add_argument("--runs", type=int, default=30, help="rounds per clip, concurrency and path")
     parser.add_argument("--threads", type=int, default=2, help="engine threads")
     args = parser.parse_args()
     counts = [int(n) for n in args.concurrency.split(",")]
@@ -94,8 +103,8 @@ def main() -> None:
             print(f"scripted tiny audio model (qwen2a), {args.threads} threads, {max(counts)} slots sharing "
                   f"{settings['ctx']} tokens; median audio s per wall s of {args.runs} rounds; "
                   f"load average {os.getloadavg()[0]:.2f}")
-            print("| clip s | concurrent | engine | nexa | nexa/engine (median of rounds) |")
-            print("|---|---|---|---|---|")
+            print("| clip s | concurrent | engine | nexa | nexa/engine (median of rounds) | 90 % interval |")
+            print("|---|---|---|---|---|---|")
             for seconds in clips:
                 for count in counts:
                     rates: dict[str, list[float]] = {name: [] for name in paths}
@@ -105,9 +114,11 @@ def main() -> None:
                             rates[name].append(asyncio.run(one_round(url, headers, seconds, count, rng)))
                     # The median of each round's own ratio: the host's speed drifts between rounds, and a pair
                     # measured back to back shares its speed.
-                    ratio = statistics.median(n / e for n, e in zip(rates["nexa"], rates["engine"]))
+                    ratios = [n / e for n, e in zip(rates["nexa"], rates["engine"])]
+                    low, high = interval(ratios)
                     engine_rate, nexa_rate = statistics.median(rates["engine"]), statistics.median(rates["nexa"])
-                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} | {ratio:.3f} |", flush=True)
+                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} | {statistics.median(ratios):.3f} "
+                          f"| {low:.3f}-{high:.3f} |", flush=True)
             print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
