@@ -117,8 +117,8 @@ def main() -> None:
                     ratios = [n / e for n, e in zip(rates["nexa"], rates["engine"])]
                     low, high = interval(ratios)
                     engine_rate, nexa_rate = statistics.median(rates["engine"]), statistics.median(rates["nexa"])
-                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} | {statistics.median(ratios):.3f} "
-                          f"| {low:.3f}-{high:.3f} |", flush=True)
+                    print(f"| {seconds:g} | {count} | {engine_rate:.1f} | {nexa_rate:.1f} "
+                          f"| {statistics.median(ratios):.3f} | {low:.3f}-{high:.3f} |", flush=True)
             print(f"load average {os.getloadavg()[0]:.2f} at the end")
 
 
