@@ -123,16 +123,16 @@ class _Connection:
     async def send(self, request: httpx.Request) -> None:
         """Write the request; read its answer's head (status and headers)."""
         self._begin()
-        head = [f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n".encode()]
-        head += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
+        message = [f"{request.method} {request.url.raw_path.decode()} HTTP/1.1\r\n".encode()]
+        message += [name + b": " + value + b"\r\n" for name, value in request.headers.raw]
+        message.append(b"\r\n")
         chunked = request.headers.get("transfer-encoding", "").lower() == "chunked"
-        head.append(b"\r\n")
         async for part in request.stream:  # type: ignore[union-attr]
-            head.append(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            message.append(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
         if chunked:
-            head.append(b"0\r\n\r\n")
+            message.append(b"0\r\n\r\n")
         try:  # in one write (uvloop's is one writev): a multipart form is a dozen parts, each a segment of its own
-            self.writer.writelines(head)
+            self.writer.writelines(message)
             await self.writer.drain()
         except OSError as exc:
             raise httpx.WriteError(str(exc), request=request) from exc
