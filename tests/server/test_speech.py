@@ -176,6 +176,36 @@ def test_unknown_models_and_formats_are_refused(http):
     assert refusal(transcribe(http, wav_bytes(1.0), response_format="docx"))["param"] == "response_format"
 
 
+
+def multipart(*parts: tuple[bytes, bytes], end: bytes = b"--B--\r\n") -> bytes:
+    """A form by hand (boundary B), each part a Content-Disposition and a value: what clients get wrong."""
+    return b"".join(b"--B\r\nContent-Disposition: form-data; " + head + b"\r\n\r\n" + value + b"\r\n"
+                    for head, value in parts) + end
+
+
+@pytest.mark.parametrize("body, says", [
+    (multipart((b'name="model"', AUDIO.encode()), (b'name="file"; filename="t.wav"', wav_bytes(1.0)), end=b""),
+     "the form ends before its closing boundary"),
+    (multipart(*[(b'name="f%d"' % i, b"x") for i in range(65)]), "the form has more than 64 parts"),
+    (multipart((b'name="prompt"', b"x" * 70_000)), "the field 'prompt' is over 65536 bytes"),
+    (multipart((b'filename="t.wav"', b"RIFF")), "a part of the form has no name"),
+    (multipart((b'name="model"', b"\xff\xfe")), "the field 'model' is not UTF-8 text"),
+])
+def test_a_broken_form_is_400_saying_what_is_wrong(http, body, says):
+    response = http.post("/v1/audio/transcriptions", content=body,
+                         headers={"Content-Type": "multipart/form-data; boundary=B"})
+    error = refusal(response)
+    assert error["code"] == "invalid_form" and error["message"].startswith(says), error
+    assert "multipart/form-data" in error["message"]
+
+
+def test_a_file_sent_as_text_is_400_naming_it(http):
+    body = multipart((b'name="model"', AUDIO.encode()), (b'name="file"', b"talk.wav"))
+    response = http.post("/v1/audio/transcriptions", content=body,
+                         headers={"Content-Type": "multipart/form-data; boundary=B"})
+    error = refusal(response)
+    assert error["param"] == "file" and "must be a file part" in error["message"]
+
 # ---------------------------------------------------------------- limits and leaving: a server of its own
 
 LOOP = "test/audio-loop"

@@ -1,16 +1,39 @@
 """OpenAI's speech-to-text wire shapes: /v1/audio/transcriptions and /v1/audio/translations.
 
-Requests are multipart forms (the route declares their fields); these are the answers, streamed or whole.
+Requests are multipart forms: a file part, `file`, and the text fields below. Then the answers, streamed or whole.
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
+
+from nexa.wire.names import name_schema
 
 ResponseFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
 RESPONSE_FORMATS: tuple[str, ...] = ResponseFormat.__args__  # type: ignore[attr-defined]
+FILE_SCHEMA = {"type": "string", "format": "binary",
+               "description": "The recording: WAV, MP3, FLAC, OGG (Opus, Vorbis), M4A (AAC), WebM."}
+
+
+class TranslationForm(BaseModel):
+    """A /v1/audio/translations form, besides its file."""
+
+    model: str = Field(description="An audio model's store name: org/repo or org/repo:QUANT.",
+                       json_schema_extra=name_schema())
+    prompt: str | None = Field(None, max_length=4000, description="Context: spellings, or the text before the clip.")
+    # A form has no null: a field is sent as a number or left out.
+    temperature: Annotated[float | None, Field(ge=0, le=2, description="Sampling temperature; 0 is greedy."),
+                           WithJsonSchema({"type": "number", "minimum": 0, "maximum": 2})] = None
+    response_format: ResponseFormat = Field("json", description="json, text, verbose_json (segments), srt or vtt.")
+    stream: bool = Field(False, description="Stream transcript.text.delta events, then transcript.text.done.")
+
+
+class TranscriptionForm(TranslationForm):
+    """A /v1/audio/transcriptions form, besides its file."""
+
+    language: str | None = Field(None, max_length=32, description="The speech's language (ISO-639-1, e.g. en).")
 
 
 class TokenUsage(BaseModel):
