@@ -24,7 +24,8 @@ from nexa.server.body import unless_client_leaves
 from nexa.server.collect import Collector
 from nexa.server.metrics import note_model, note_usage
 from nexa.server.stream import ENGINE, respond, sse_data
-from nexa.server.worker_client import worker_url
+from nexa.server.forms import Upload, multipart
+from nexa.server.worker_client import parts_request, worker_url
 
 # Relay events the engine should never send are logged, not raised mid-stream.
 log = logging.getLogger("nexa.relay")
@@ -227,7 +228,7 @@ async def open_transcript(
     client: httpx.AsyncClient, lease: Lease, wav: bytes, form: dict[str, str]
 ) -> AsyncIterator[dict[str, Any]]:
     """As `open_chunks`, for the engine's own transcription route: its `transcript.text.*` events, parsed."""
-    return _parsed_chunks(await _open_stream(client, lease, _post_form(client, lease, wav, form)), lease)
+    return _parsed_chunks(await _open_stream(client, lease, _post_form(lease, wav, form)), lease)
 
 
 async def _send(client: httpx.AsyncClient, request: httpx.Request, stream: bool = False) -> httpx.Response:
@@ -270,11 +271,12 @@ async def _post(client: httpx.AsyncClient, lease: Lease, path: str, body: dict[s
     return client.build_request("POST", url, content=content, headers={**headers, "Content-Type": "application/json"})
 
 
-async def _post_form(client: httpx.AsyncClient, lease: Lease, wav: bytes, form: dict[str, str]) -> httpx.Request:
+async def _post_form(lease: Lease, wav: bytes, form: dict[str, str]) -> httpx.Request:
     """`wav` and the `form` fields as a multipart POST to the engine's transcription route: the audio as
     bytes, not base64 in JSON, which the engine reads for a fifth of a long clip's time."""
-    return client.build_request("POST", worker_url(lease.worker.base_url, "/v1/audio/transcriptions"), data=form,
-                                files={"file": ("audio.wav", wav, "audio/wav")}, headers=lease.worker.headers)
+    content_type, parts = multipart(form, {"file": Upload("audio.wav", "audio/wav", wav)})
+    url = worker_url(lease.worker.base_url, "/v1/audio/transcriptions")
+    return parts_request(url, {**lease.worker.headers, "Content-Type": content_type}, parts)
 
 
 _MEDIA_PARTS = ("image_url", "input_audio")
