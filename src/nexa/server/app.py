@@ -47,6 +47,9 @@ def create_app(
         description="Local models behind an OpenAI-compatible API.",
         lifespan=lifespan,
         dependencies=list(dependencies),
+        # nexa's metrics are its own (/metrics); FastAPI's OpenTelemetry looked up three providers, through
+        # os.environ, on every request (6 us hot).
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.manager = manager
     app.state.media_policy = MediaPolicy.from_settings(manager.settings)
