@@ -200,10 +200,9 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = BodyTooLarge(self.max_body)
         length = _header(scope, b"content-length")
         if length is not None and length.strip().isdigit() and int(length) > self.max_body:
-            await self._refuse(too_large, scope, receive, send)
+            await self._refuse(BodyTooLarge(self.max_body), scope, receive, send)
             return
         received = 0
         started = complete = False
@@ -221,7 +220,7 @@ class BodyLimit:
             complete = message["type"] != "http.request" or not message.get("more_body", False)
             received += len(message.get("body", b""))
             if received > self.max_body:
-                raise too_large
+                raise BodyTooLarge(self.max_body)
             return message
 
         async def tracking_send(message: Message) -> None:
