@@ -159,11 +159,10 @@ async def transcript_events(
         runs = _Groups(job, manager, client, shape)
         try:
             for span, chunks in runs.in_order():
-                while (chunk := await chunks.get()) is not None:
-                    if isinstance(chunk, BaseException):
-                        raise chunk
-                    for event in transcript.feed(span, chunk):
-                        yield event
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        for event in transcript.feed(span, chunk):
+                            yield event
                 note_audio(span.end - span.start)
         finally:
             await runs.cancel()
@@ -189,22 +188,32 @@ class _Groups:
         self._gate = asyncio.Semaphore(plan.side_by_side)
         self._tasks: list[asyncio.Task[None]] = []
 
-    def in_order(self) -> Iterator[tuple[Span, Chunks]]:
+    def in_order(self) -> Iterator[tuple[Span, AsyncIterator[dict[str, Any]]]]:
+        """Each group's span and its engine events. A lone group (most clips) is read as it comes, with no task
+        and queue between (30 us of CPU a request, hot)."""
+        spans = [Span(index, group[0].start, group[-1].end) for index, group in enumerate(self._groups)]
+        if len(self._groups) == 1:
+            yield spans[0], self._chunks(self._groups[0])
+            return
         queues: list[Chunks] = []
         for group in self._groups:  # the gate admits them in this order (asyncio's is FIFO)
             queues.append(asyncio.Queue())
             self._tasks.append(asyncio.create_task(self._run(group, queues[-1])))
-        for index, (group, queue) in enumerate(zip(self._groups, queues)):
-            yield Span(index, group[0].start, group[-1].end), queue
+        for span, queue in zip(spans, queues):
+            yield span, _queued(queue)
+
+    async def _chunks(self, group: Sequence[media_audio.Piece]) -> AsyncIterator[dict[str, Any]]:
+        job = self._job
+        wav = await job.recording.wav_of(group)
+        lease = await self._manager.acquire(job.manifest, job.quant)
+        async with aclosing(await open_transcript(self._client, lease, wav, job.form)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     async def _run(self, group: Sequence[media_audio.Piece], out: Chunks) -> None:
-        job = self._job
         async with self._gate:
             try:
-                wav = await job.recording.wav_of(group)
-                lease = await self._manager.acquire(job.manifest, job.quant)
-                chunks = await open_transcript(self._client, lease, wav, job.form)
-                async with aclosing(chunks):
+                async with aclosing(self._chunks(group)) as chunks:
                     async for chunk in chunks:
                         out.put_nowait(chunk)
             except Exception as exc:  # the reader raises it, in order
@@ -219,6 +228,14 @@ class _Groups:
             task.cancel()
         if running:
             await asyncio.wait(running)
+
+
+async def _queued(queue: Chunks) -> AsyncIterator[dict[str, Any]]:
+    """A running group's events, then the error that ended it, if any."""
+    while (chunk := await queue.get()) is not None:
+        if isinstance(chunk, BaseException):
+            raise chunk
+        yield chunk
 
 
 async def whole_transcript(job: Job, manager: ModelManager, client: httpx.AsyncClient) -> Transcript:
