@@ -236,6 +236,40 @@ def test_a_body_under_the_limit_is_served(keyed_http):
     assert keyed_http.post("/v1/chat/completions", json=body, headers=bearer()).status_code == 200
 
 
+
+def test_the_body_deadline_times_out_a_read_and_any_read_after_it():
+    async def scenario() -> None:
+        deadline = security._Deadline(0.05)
+        never = asyncio.Event()
+
+        async def blocked() -> dict:
+            await never.wait()
+            return {}
+
+        with pytest.raises(TimeoutError):
+            await deadline.within(blocked)
+        with pytest.raises(TimeoutError):  # the body is still late
+            await deadline.within(blocked)
+
+    asyncio.run(scenario())
+
+
+def test_the_body_deadline_passes_other_cancellations_on_and_ends_with_its_body():
+    async def scenario() -> None:
+        deadline = security._Deadline(0.05)
+        reading = asyncio.ensure_future(deadline.within(asyncio.Event().wait))
+        await asyncio.sleep(0)
+        reading.cancel()  # the client left: a cancellation, not a timeout
+        with pytest.raises(asyncio.CancelledError):
+            await reading
+        deadline = security._Deadline(0.05)
+        assert await deadline.within(lambda: asyncio.sleep(0, {"type": "http.request"})) == {"type": "http.request"}
+        deadline.cancel()  # the body is in: no timer left to fire
+        await asyncio.sleep(0.1)
+        assert not deadline._expired
+
+    asyncio.run(scenario())
+
 @pytest.mark.parametrize(
     ("body", "param"),
     [
