@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
@@ -13,9 +12,8 @@ from pydantic import BaseModel, ValidationError
 
 from nexa.compat.transcripts import Task
 from nexa.compat.translator import Unchanged
-from nexa.runtime import ModelManager
 from nexa.server.body import unless_client_leaves
-from nexa.server.deps import Manager, WorkerClient
+from nexa.server.deps import get_client, get_manager
 from nexa.server.forms import Upload, read_form
 from nexa.server.speech import Job, audio_model, read_recording, transcript_events, whole_transcript
 from nexa.server.stream import OPENAI, respond
@@ -43,18 +41,18 @@ def _form_schema(fields: type[BaseModel]) -> dict[str, Any]:
 
 @router.post("/v1/audio/transcriptions", responses=_ANSWERS, response_model=None,
              openapi_extra=_form_schema(TranscriptionForm))
-async def transcriptions(request: Request, manager: Manager, client: WorkerClient) -> Response:
+async def transcriptions(request: Request) -> Response:
     """Transcribe a recording with an audio model; long ones in pieces of under 30 s, streamed as they go."""
     form = await _Form.read(request, "/v1/audio/transcriptions", "transcribe", TranscriptionForm)
-    return await _answer(form, manager, client)
+    return await _answer(request, form)
 
 
 @router.post("/v1/audio/translations", responses=_ANSWERS, response_model=None,
              openapi_extra=_form_schema(TranslationForm))
-async def translations(request: Request, manager: Manager, client: WorkerClient) -> Response:
+async def translations(request: Request) -> Response:
     """Translate a recording's speech into English text; otherwise as /v1/audio/transcriptions."""
     form = await _Form.read(request, "/v1/audio/translations", "translate", TranslationForm)
-    return await _answer(form, manager, client)
+    return await _answer(request, form)
 
 
 @dataclass(frozen=True)
@@ -85,7 +83,9 @@ class _Form:
         return cls(route, task, form.files["file"], fields)
 
 
-async def _answer(form: _Form, manager: ModelManager, client: httpx.AsyncClient) -> Response:
+async def _answer(request: Request, form: _Form) -> Response:
+    # The manager and client are not declared as dependencies: FastAPI's solving of them cost 40 us a request (hot).
+    manager, client = await get_manager(request), await get_client(request)
     fields = form.fields
     manifest, quant = await audio_model(manager, fields.model, form.route)
     recording = await read_recording(form.file.data, form.file.filename or "file", manager.settings.max_audio_seconds)
