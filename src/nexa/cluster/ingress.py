@@ -18,6 +18,7 @@ from nexa.config import Settings
 from nexa.runtime import ModelManager
 from nexa.runtime.memory import Footprint
 from nexa.server.app import create_app
+from nexa.server.serving import keep_freed_memory
 from nexa.server.session import note_session_hint
 from nexa.store import Store
 
@@ -92,6 +93,7 @@ class NexaIngress:
         )
 
     def __serve_build_asgi_app__(self):  # noqa: ANN204 - Serve's hook, called once after __init__
+        keep_freed_memory()  # uploads pass through this actor too
         # Only the replica choice reads a request's session hint: noted here, not on one machine.
         app = create_app(self._manager, worker_transport=self._transport, dependencies=[Depends(note_session_hint)])
         app.state.metrics.registry.register(ReplicaCollector(self._manager, self._transport))
