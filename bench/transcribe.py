@@ -1,16 +1,19 @@
 """Speech to text: audio seconds transcribed per wall second, through nexa and straight from the engine.
 
-    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 30]
+    .venv/bin/python bench/transcribe.py [--concurrency 1,4] [--clips 20,120] [--runs 30] [--round 4]
 
 A tiny scripted text model with the qwen2a audio projector (the test suite's generator), served by
 `nexa serve` in its own process and by the same engine started alone with the same settings, answering
 new noise clips (WAV) on `POST /v1/audio/transcriptions`: nexa decodes, cuts each into pieces of under
 30 s and sends them to the engine's same route, as many a request as a slot's share of the context holds;
 the engine alone takes the whole clip in one prompt. The slots share one KV cache, sized so that every slot
-holds the longest clip at once (as the engine's route needs at full concurrency). Rounds alternate between
-the two, and which goes first; the table shows each one's median rate, the median of the rounds' ratios
-nexa/engine (target >= 0.97) with the 90 % interval of that median (bootstrap: on a noisy host one cell's
-median moves by a few percent from run to run), and the load average before and after.
+holds the longest clip at once (as the engine's route needs at full concurrency). A round is `--round` clips
+at least, `concurrency` at a time, each client sending its share one after another (as a client keeps its
+connection); at 1 at a time, a round of one clip varied by ~9 % from round to round with no code change.
+Rounds alternate between the two, and which goes first; the table shows each one's median rate, the
+median of the rounds' ratios nexa/engine (target >= 0.97) with the 90 % interval of that median (bootstrap:
+on a noisy host one cell's median moves by a few percent from run to run), and the load average before and
+after.
 """
 
 from __future__ import annotations
@@ -56,20 +59,23 @@ def fresh_clip(seconds: float, rng: np.random.Generator) -> bytes:
     return wav((rng.standard_normal(int(seconds * RATE)) * 1000).astype(np.int16))
 
 
-async def one_round(url: str, headers: dict[str, str], seconds: float, concurrency: int, rng: np.random.Generator) -> float:
-    """Audio seconds per wall second of `concurrency` clips transcribed at once."""
-    clips = [fresh_clip(seconds, rng) for _ in range(concurrency)]
-    async with httpx.AsyncClient(timeout=600, limits=httpx.Limits(max_connections=concurrency)) as client:
+async def one_round(url: str, headers: dict[str, str], seconds: float, concurrency: int, rng: np.random.Generator,
+                    clips: int = 1) -> float:
+    """Audio seconds per wall second of `clips` clips (at least) transcribed `concurrency` at a time."""
+    each = -(-clips // concurrency)  # clips a client sends, one after another
+    shares = [[fresh_clip(seconds, rng) for _ in range(each)] for _ in range(concurrency)]
 
-        async def one(clip: bytes) -> None:
-            response = await client.post(url + "/v1/audio/transcriptions", headers=headers,
-                                         files={"file": ("clip.wav", clip, "audio/wav")}, data={"model": MODEL})
-            response.raise_for_status()
-            assert response.json()["text"].startswith("The quick brown fox"), response.text
+    async def one(share: list[bytes]) -> None:
+        async with httpx.AsyncClient(timeout=600) as client:  # each its own connection, kept for its share
+            for clip in share:
+                response = await client.post(url + "/v1/audio/transcriptions", headers=headers,
+                                             files={"file": ("clip.wav", clip, "audio/wav")}, data={"model": MODEL})
+                response.raise_for_status()
+                assert response.json()["text"].startswith("The quick brown fox"), response.text
 
-        started = time.perf_counter()
-        await asyncio.gather(*(one(clip) for clip in clips))
-        return concurrency * seconds / (time.perf_counter() - started)
+    started = time.perf_counter()
+    await asyncio.gather(*(one(share) for share in shares))
+    return concurrency * each * seconds / (time.perf_counter() - started)
 
 
 def interval(ratios: list[float], draws: int = 2000) -> tuple[float, float]:
@@ -85,6 +91,7 @@ def main() -> None:
     parser.add_argument("--clips", default="20,120", help="comma-separated clip lengths in seconds")
     parser.add_argument("--runs", type=int, default=30, help="rounds per clip, concurrency and path")
     parser.add_argument("--threads", type=int, default=2, help="engine threads")
+    parser.add_argument("--round", type=int, default=4, help="clips a round transcribes at least")
     args = parser.parse_args()
     counts = [int(n) for n in args.concurrency.split(",")]
     clips = [float(s) for s in args.clips.split(",")]
@@ -111,7 +118,7 @@ def main() -> None:
                     for run in range(args.runs):  # each round's pair in turn first: neither gains from going first
                         for name in sorted(paths, reverse=bool(run % 2)):
                             url, headers = paths[name]
-                            rates[name].append(asyncio.run(one_round(url, headers, seconds, count, rng)))
+                            rates[name].append(asyncio.run(one_round(url, headers, seconds, count, rng, args.round)))
                     # The median of each round's own ratio: the host's speed drifts between rounds, and a pair
                     # measured back to back shares its speed.
                     ratios = [n / e for n, e in zip(rates["nexa"], rates["engine"])]
