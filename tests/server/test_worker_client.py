@@ -146,30 +146,3 @@ def test_idle_connections_of_a_stopped_worker_are_closed_at_the_next_answer():
             return sum(len(idle) for idle in transport._idle.values())
 
     assert asyncio.run(main()) == 1  # the live worker's connection; the stopped one's is closed
-
-
-def test_a_streamed_answer_that_ends_has_the_next_requests_connection_opened_at_once():
-    accepted: list[int] = []
-    served: list[int] = []
-
-    async def stream_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        accepted.append(len(accepted))
-        number = accepted[-1]
-        await _read_request(reader)
-        served.append(number)
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-                     b"9\r\ndata: 1\n\n\r\n0\r\n\r\n")
-        await writer.drain()
-        writer.close()  # as llama-server does after a stream
-
-    async def main() -> None:
-        server, url = await _serve(stream_then_close)
-        async with server, worker_client() as client:
-            for _ in range(2):
-                async with client.stream("GET", url) as response:
-                    assert [chunk async for chunk in response.aiter_raw()] == [b"data: 1\n\n"]
-                await asyncio.sleep(0.2)
-                assert len(accepted) == len(served) + 1  # the spare: open, and waiting for the next request
-
-    asyncio.run(main())
-    assert served == [0, 1]  # the second request went out on the spare opened after the first

@@ -124,16 +124,12 @@ class _Connection:
             self.keep_alive = self._parser.should_keep_alive()  # llhttp answers this only within a callback
 
     @property
-    def streamed(self) -> bool:
-        """The answer was server-sent events. llama.cpp's server closes such a connection once the answer is
-        complete, whatever its Keep-Alive header says."""
-        return any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
-                   for name, value in self.headers)
-
-    @property
     def reusable(self) -> bool:
-        """Read to the end, kept alive, and not streamed."""
-        return self.complete and self.keep_alive and not self.streamed and not self.writer.is_closing()
+        """Read to the end and kept alive. llama.cpp's server closes a connection once it has streamed an
+        answer (server-sent events), whatever its Keep-Alive header says: such a one is never reused."""
+        streamed = any(name.lower() == b"content-type" and value.startswith(b"text/event-stream")
+                       for name, value in self.headers)
+        return self.complete and self.keep_alive and not streamed and not self.writer.is_closing()
 
     @property
     def stale(self) -> bool:
@@ -201,17 +197,10 @@ class _Body(httpx.AsyncByteStream):
                                                 request=self._request)
 
     async def aclose(self) -> None:
-        connection, origin = self._connection, _origin(self._request.url)
-        if connection.reusable and not connection.body:
-            self._pool.put_back(connection, origin)
-            return
-        connection.close()
-        if connection.complete and connection.streamed:  # the worker would close it: its next request's is opened
-            self._pool.spare(origin)
-
-
-def _origin(url: httpx.URL) -> tuple[str, int]:
-    return url.host, url.port or 80
+        if self._connection.reusable and not self._connection.body:
+            self._pool.put_back(self._connection, self._request.url)
+        else:
+            self._connection.close()
 
 
 class LoopbackTransport(httpx.AsyncBaseTransport):
@@ -219,7 +208,6 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
 
     def __init__(self) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
-        self._spares: dict[tuple[str, int], asyncio.Task[None]] = {}  # being opened, one per worker at most
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         connection = await self._connect(request)
@@ -232,7 +220,7 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
                               request=request, extensions={"http_version": b"HTTP/1.1"})
 
     async def _connect(self, request: httpx.Request) -> _Connection:
-        origin = _origin(request.url)
+        origin = (request.url.host, request.url.port or 80)
         idle = self._idle.pop(origin, [])  # a worker's port is gone once it stops: no entry outlives its use
         while idle:
             connection = idle.pop()
@@ -248,30 +236,14 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
             raise httpx.ConnectError(str(exc), request=request) from exc
         return _Connection(reader, writer)
 
-    def put_back(self, connection: _Connection, origin: tuple[str, int]) -> None:
+    def put_back(self, connection: _Connection, url: httpx.URL) -> None:
         self._sweep()
-        idle = self._idle.setdefault(origin, [])
+        idle = self._idle.setdefault((url.host, url.port or 80), [])
         if len(idle) < MAX_IDLE:
             connection.idle_since = time.monotonic()
             idle.append(connection)
         else:
             connection.close()
-
-    def spare(self, origin: tuple[str, int]) -> None:
-        """Open a worker's next connection now, once a streamed answer has ended its last one, off the next
-        request's path (~0.25 ms of CPU a request); none while one is idle already. One at a time per worker:
-        a spare holds one of the engine's HTTP threads (its slots and 16 more) while it waits."""
-        if origin not in self._spares and not self._idle.get(origin):
-            self._spares[origin] = asyncio.get_running_loop().create_task(self._open_spare(origin))
-
-    async def _open_spare(self, origin: tuple[str, int]) -> None:
-        try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(*origin), TIMEOUT.connect)
-        except (OSError, asyncio.TimeoutError):
-            return  # the worker stopped: its next request, if any, says so
-        finally:
-            del self._spares[origin]
-        self.put_back(_Connection(reader, writer), origin)
 
     def _sweep(self) -> None:
         """Close the idle connections of workers that stopped, or idle past the expiry: no socket is held
@@ -284,8 +256,6 @@ class LoopbackTransport(httpx.AsyncBaseTransport):
                 del self._idle[origin]
 
     async def aclose(self) -> None:
-        for task in list(self._spares.values()):
-            task.cancel()
         for idle in self._idle.values():
             for connection in idle:
                 connection.close()
