@@ -84,9 +84,11 @@ def _what(data: bytes) -> str:
 def decode(data: bytes, max_seconds: float) -> np.ndarray:
     """The audio's samples: 16 kHz, mono, int16. Stops as soon as the audio runs past `max_seconds`
     (TooLong), so a long or forged file costs no more than the cap allows."""
+    samples = decode_plain(data, max_seconds)
+    if samples is not None:
+        return samples
     fmt = sniff(data)
-    samples = _plain_wav(data) if fmt == "WAV" else None
-    return _checked(_ffmpeg(data, fmt, max_seconds) if samples is None else samples, fmt, max_seconds)
+    return _checked(_ffmpeg(data, fmt, max_seconds), fmt, max_seconds)
 
 
 def decode_plain(data: bytes, max_seconds: float) -> np.ndarray | None:
