@@ -109,26 +109,30 @@ def _checking_surrogates(receive: Receive) -> Receive:
     return checked
 
 
-async def _disconnected(receive: Receive) -> None:
-    while (await receive())["type"] != "http.disconnect":
-        pass
-
-
 async def unless_client_leaves(awaitable: Awaitable[T]) -> T:
     """Await `awaitable`, cancelling it when the request's client disconnects first (then ClientGone): a
-    non-streamed generation stops with its client, as a stream does. Call it once the body has been read."""
+    non-streamed generation stops with its client, as a stream does. Call it once the body has been read.
+    It runs in the caller's task, which a watcher cancels (as asyncio.timeout does): a task of its own and
+    asyncio.wait cost two turns of the event loop, 0.2 ms of a transcription's time."""
     receive = _client_receive.get()
     if receive is None:
         return await awaitable
-    work = asyncio.ensure_future(awaitable)
-    gone = asyncio.ensure_future(_disconnected(receive))
+    task = asyncio.current_task()
+    assert task is not None
+    cancelling = task.cancelling()
+    watcher = asyncio.ensure_future(_cancel_when_gone(receive, task))
     try:
-        await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
+        return await awaitable  # an httpx request cancelled mid-answer closes its connection: the engine stops
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled() and task.uncancel() <= cancelling:  # ours: the client left
+            raise ClientGone("the client closed the connection before the answer was ready; "
+                             "the generation was stopped") from None
+        raise
     finally:
-        gone.cancel()
-        if not work.done():
-            work.cancel()  # an httpx request cancelled mid-answer closes its connection: the engine stops
-            await asyncio.gather(work, return_exceptions=True)
-    if work.cancelled():
-        raise ClientGone("the client closed the connection before the answer was ready; the generation was stopped")
-    return work.result()
+        watcher.cancel()
+
+
+async def _cancel_when_gone(receive: Receive, task: asyncio.Task[Any]) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    task.cancel()
