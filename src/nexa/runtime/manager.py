@@ -431,7 +431,12 @@ class ModelManager:
 
     def _notify(self) -> None:
         """Wake the supervisor and the queue for room; safe from any thread (a lease may be released off the loop)."""
-        if self._loop is not None and not self._loop.is_closed():
+        if self._loop is None or self._loop.is_closed():
+            return
+        if _running_loop() is self._loop:  # most releases: set them now, with no wake-up through the loop's pipe
+            self._wake.set()
+            self._room.set()
+        else:
             self._loop.call_soon_threadsafe(self._wake.set)
             self._loop.call_soon_threadsafe(self._room.set)
 
@@ -512,3 +517,11 @@ class ModelManager:
         for model in self._retiring:
             model.shutting_down = True
         await asyncio.gather(*(self._close(m) for m in list(self._retiring)))
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    """The event loop of the calling thread, if it runs one."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
