@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nexa.errors import ClientGone
+from nexa.server.cancels import ours, pending
 
 # A JSON escape that may be half of a surrogate pair; only bodies holding one are looked into.
 _ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -119,12 +120,12 @@ async def unless_client_leaves(awaitable: Awaitable[T]) -> T:
         return await awaitable
     task = asyncio.current_task()
     assert task is not None
-    cancelling = task.cancelling()
+    before = pending(task)
     watcher = asyncio.ensure_future(_cancel_when_gone(receive, task))
     try:
         return await awaitable  # an httpx request cancelled mid-answer closes its connection: the engine stops
     except asyncio.CancelledError:
-        if watcher.done() and not watcher.cancelled() and task.uncancel() <= cancelling:  # ours: the client left
+        if watcher.done() and not watcher.cancelled() and ours(task, before):  # the client left
             raise ClientGone("the client closed the connection before the answer was ready; "
                              "the generation was stopped") from None
         raise

@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from nexa.config import LOOPBACK_NAMES, Settings
+from nexa.server.cancels import ours, pending
 from nexa.server.errors import error_response
 
 # Any port on the loopback names; what a browser sends as Origin for pages served locally.
@@ -205,11 +206,11 @@ class _Deadline:
             raise TimeoutError
         task = self._reading = asyncio.current_task()
         assert task is not None
-        cancelling = task.cancelling()
+        before = pending(task)
         try:
             return await read()
         except asyncio.CancelledError:
-            if self._expired and task.uncancel() <= cancelling:  # ours, as asyncio.timeout tells its own
+            if self._expired and ours(task, before):
                 raise TimeoutError from None
             raise
         finally:
