@@ -236,7 +236,6 @@ def test_a_body_under_the_limit_is_served(keyed_http):
     assert keyed_http.post("/v1/chat/completions", json=body, headers=bearer()).status_code == 200
 
 
-
 def test_the_body_deadline_times_out_a_read_and_any_read_after_it():
     async def scenario() -> None:
         deadline = security._Deadline(0.05)
@@ -269,6 +268,7 @@ def test_the_body_deadline_passes_other_cancellations_on_and_ends_with_its_body(
         assert not deadline._expired
 
     asyncio.run(scenario())
+
 
 @pytest.mark.parametrize(
     ("body", "param"),

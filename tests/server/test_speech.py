@@ -176,7 +176,6 @@ def test_unknown_models_and_formats_are_refused(http):
     assert refusal(transcribe(http, wav_bytes(1.0), response_format="docx"))["param"] == "response_format"
 
 
-
 def multipart(*parts: tuple[bytes, bytes], end: bytes = b"--B--\r\n") -> bytes:
     """A form by hand (boundary B), each part a Content-Disposition and a value: what clients get wrong."""
     return b"".join(b"--B\r\nContent-Disposition: form-data; " + head + b"\r\n\r\n" + value + b"\r\n"
@@ -206,7 +205,9 @@ def test_a_file_sent_as_text_is_400_naming_it(http):
     error = refusal(response)
     assert error["param"] == "file" and "must be a file part" in error["message"]
 
+
 # ---------------------------------------------------------------- limits and leaving: a server of its own
+
 
 LOOP = "test/audio-loop"
 CAP_SECONDS = 45
